@@ -36,6 +36,7 @@ draws the mapping and a sweep of each parameter (the paper's Fig. 2).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -114,6 +115,7 @@ def band_groups(levels: int):
     return tuple(range(n_high)), tuple(range(n_high, levels))
 
 
+@jax.jit
 def normalize_log(raw):
     """Attenuation image ``-log(raw)`` robustly scaled to about [0, 1].
 
@@ -142,6 +144,7 @@ def _broadcast_param(value):
     return value.reshape(value.shape + (1, 1))
 
 
+@functools.partial(jax.jit, static_argnames="levels")
 def process_normalized(x, params: LAPParams, *, levels: int | None = None):
     """LAP steps 3-5 on an already normalised attenuation image ``[..., H, W]``."""
     if levels is None:
@@ -173,6 +176,11 @@ def process(raw, params: LAPParams, *, levels: int | None = None):
     if not isinstance(params, LAPParams):
         raise ValueError(f"params must be a LAPParams (got {type(params).__name__})")
     params.validate()
+    return _process(raw, params, levels=levels)
+
+
+@functools.partial(jax.jit, static_argnames="levels")
+def _process(raw, params, *, levels):
     return process_normalized(normalize_log(raw), params, levels=levels)
 
 

@@ -87,9 +87,9 @@ def pyr_expand(image, shape):
 
 
 def _check_levels(image, levels):
-    h, w = image.shape[-2], image.shape[-1]
     if image.ndim < 2:
         raise ValueError(f"image must have rank >= 2 (got shape {image.shape})")
+    h, w = image.shape[-2], image.shape[-1]
     if levels < 1:
         raise ValueError(f"levels must be >= 1 (got {levels})")
     # Every level that gets reduced needs >= 3 samples per axis for the mirror pad.
