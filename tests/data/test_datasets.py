@@ -165,3 +165,20 @@ def test_folder_errors(tmp_path):
     (bad / "y.jpg").unlink()
     io.write_image(bad / "ok.npy", np.ones((3, 3), np.float32))
     assert len(datasets.load_raw_dataset(bad, data_dir=data_dir)) == 1
+
+
+def test_random_crops_from_the_built_data_set(smoke_dir):
+    import jax
+
+    from stylejax.data.input_pipeline import RandomCrops, to_global_array
+
+    source = datasets.load_raw_dataset("synthetic_mammograms/smoke", "train", data_dir=smoke_dir)
+    loader = RandomCrops(source, batch_size=8, crop_size=24, seed=5, background_aware=True)
+    batch = next(iter(loader))
+    order = loader.host_indices(0)[:8]
+    for k, index in enumerate(order):
+        raw = source[int(index)]["raw"]
+        windows = np.lib.stride_tricks.sliding_window_view(raw, (24, 24))
+        assert np.all(windows == batch[k], axis=(2, 3)).any()  # a sub-array of that image
+    arr = to_global_array(batch, jax.make_mesh((8,), ("data",)))
+    np.testing.assert_array_equal(np.asarray(arr), batch)
