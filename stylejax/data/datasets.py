@@ -98,7 +98,7 @@ class SyntheticMammograms(_PackageBuilder):
                         height=512, width=512, num_train=1024, num_validation=128,
                         num_test=128),
         SyntheticConfig(name="paper", description=(
-            "2048x1664 (about 0.14 mm pixels), 4558/506/2171 images: the StyleX paper's "
+            "2048x1664 (about 0.12 mm pixels), 4558/506/2171 images: the StyleX paper's "
             "70/30 split of 7235 MBTST mammograms. About 13.6 MB per image (~100 GB); "
             "build with workers > 1."),
             height=2048, width=1664, num_train=4558, num_validation=506, num_test=2171),
