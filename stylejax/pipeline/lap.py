@@ -7,8 +7,10 @@ respect to the parameters and to the raw image are informative anywhere in
 ``[0, 10]^3``:
 
 1. ``x = -log(raw)``: attenuation; dense tissue becomes large (bright).
-2. Robust normalisation: ``x`` is mapped so that its 1st and 99th percentiles
-   (estimated on a 4x-subsampled grid, to keep the sort cheap) go to 0 and 1.
+2. Robust normalisation: ``x`` is mapped so that its 1st and 99th percentiles go
+   to 0 and 1. They are estimated on the regular subsample ``x[::s, ::s]`` with
+   ``s = max(1, min(H, W) // 256)`` (at most ~256 samples per side), which keeps
+   the sort cheap for large detectors.
 3. Laplacian pyramid (5-tap binomial, :mod:`stylejax.pipeline.pyramid`) with
    ``n`` bands. The finest ``ceil(n / 3)`` bands ("high") are multiplied by
    ``gain_h``, the remaining bands ("low to mid") by ``gain_l``; the residual
@@ -56,7 +58,12 @@ L_OCTAVES = 3.5
 W_OCTAVES = 3.5
 WIDTH_AT_5 = 0.6
 NORM_QUANTILES = (0.01, 0.99)
-_NORM_STRIDE = 4
+NORM_SAMPLES_PER_SIDE = 256
+
+
+def norm_stride(shape) -> int:
+    """Subsampling step of the percentile estimate for an image ``[..., H, W]``."""
+    return max(1, min(shape[-2], shape[-1]) // NORM_SAMPLES_PER_SIDE)
 
 
 @jax.tree_util.register_dataclass
@@ -125,7 +132,8 @@ def normalize_log(raw):
       ``[..., H, W]`` float32; the 1st/99th percentiles map to 0/1.
     """
     x = -jnp.log(jnp.maximum(jnp.asarray(raw, jnp.float32), jnp.finfo(jnp.float32).tiny))
-    sample = x[..., ::_NORM_STRIDE, ::_NORM_STRIDE]
+    stride = norm_stride(x.shape)
+    sample = x[..., ::stride, ::stride]
     sample = sample.reshape(*sample.shape[:-2], -1)
     lo, hi = jnp.quantile(sample, jnp.asarray(NORM_QUANTILES), axis=-1)
     scale = jnp.maximum(hi - lo, 1e-6)

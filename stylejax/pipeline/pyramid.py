@@ -44,36 +44,57 @@ def default_levels(shape, max_levels: int = 6) -> int:
     return int(min(max_levels, max(1, math.floor(math.log2(side)) - 2)))
 
 
-def _move(x, axis):
-    return jnp.moveaxis(x, axis, -1)
+def _take(x, start, stop, axis):
+    """``x[..., start:stop, ...]`` along ``axis`` (negative), without transposing."""
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+def _phases(x, axis):
+    """Split ``axis`` of even length 2m into (even, odd) samples, each of length m."""
+    axis = axis % x.ndim
+    shape = x.shape[:axis] + (x.shape[axis] // 2, 2) + x.shape[axis + 1:]
+    pairs = x.reshape(shape)
+    return _take(pairs, 0, 1, axis + 1).squeeze(axis + 1), \
+        _take(pairs, 1, 2, axis + 1).squeeze(axis + 1)
 
 
 def _reduce_1d(x, axis):
-    """Blur and decimate by 2 along ``axis``: length n -> ceil(n / 2)."""
-    x = _move(x, axis)
-    n = x.shape[-1]
+    """Blur and decimate by 2 along ``axis``: length n -> m = ceil(n / 2)."""
+    n = x.shape[axis]
     m = (n + 1) // 2
-    # Mirror padding by 2 on each side (requires n >= 3).
-    xp = jnp.concatenate([x[..., 2:0:-1], x, x[..., -2:-4:-1]], axis=-1)
-    out = _W[0] * xp[..., 0:2 * m - 1:2]
-    for k in range(1, 5):
-        out = out + _W[k] * xp[..., k:k + 2 * m - 1:2]
-    return jnp.moveaxis(out, -1, axis)
+    # Mirror padding by 2 on each side (n >= 3), plus one unused sample for odd n so
+    # that the padded length 2m + 4 splits into even/odd phases E, O:
+    # out[i] = w0 E[i] + w1 O[i] + w2 E[i+1] + w3 O[i+1] + w4 E[i+2].
+    pieces = [_take(x, 2, 3, axis), _take(x, 1, 2, axis), x,
+              _take(x, n - 2, n - 1, axis), _take(x, n - 3, n - 2, axis)]
+    if n % 2:
+        pieces.append(pieces[-1])
+    xp = jnp.concatenate(pieces, axis=axis)
+    even, odd = _phases(xp, axis)
+    out = (_W[0] * (_take(even, 0, m, axis) + _take(even, 2, m + 2, axis))
+           + _W[1] * (_take(odd, 0, m, axis) + _take(odd, 1, m + 1, axis))
+           + _W[2] * _take(even, 1, m + 1, axis))
+    return out
 
 
 def _expand_1d(x, axis, n):
     """Zero-insert to length ``n`` and blur with gain 2 along ``axis``."""
-    x = _move(x, axis)
-    m = x.shape[-1]  # == ceil(n / 2)
+    m = x.shape[axis]  # == ceil(n / 2)
     # Left border: the zero-inserted signal mirrors x[1] to position -2.
     # Right border: for even n the odd tail sample mirrors back onto x[m-1];
     # for odd n the even tail sample mirrors onto x[m-2].
-    right = x[..., m - 1:m] if n % 2 == 0 else x[..., m - 2:m - 1]
-    xp = jnp.concatenate([x[..., 1:2], x, right], axis=-1)
-    even = (xp[..., 0:m] + 6.0 * xp[..., 1:m + 1] + xp[..., 2:m + 2]) * 0.125
-    odd = (xp[..., 1:m + 1] + xp[..., 2:m + 2]) * 0.5
-    out = jnp.stack([even, odd], axis=-1).reshape(*x.shape[:-1], 2 * m)[..., :n]
-    return jnp.moveaxis(out, -1, axis)
+    right = _take(x, m - 1, m, axis) if n % 2 == 0 else _take(x, m - 2, m - 1, axis)
+    xp = jnp.concatenate([_take(x, 1, 2, axis), x, right], axis=axis)
+    centre = _take(xp, 1, m + 1, axis)
+    nxt = _take(xp, 2, m + 2, axis)
+    even = (_take(xp, 0, m, axis) + 6.0 * centre + nxt) * 0.125
+    odd = (centre + nxt) * 0.5
+    axis = axis % x.ndim
+    out = jnp.stack([even, odd], axis=axis + 1)
+    out = out.reshape(x.shape[:axis] + (2 * m,) + x.shape[axis + 1:])
+    return _take(out, 0, n, axis)
 
 
 def pyr_reduce(image):
