@@ -1,0 +1,241 @@
+"""VGG16 / VGG19 feature extractors (Flax NNX) with named taps.
+
+An *extractor* in stylejax is any callable ``extractor(images, taps=(...)) -> {tap:
+[N, h, w, C]}``; the style-transfer methods and losses only rely on that contract (plus
+the optional attributes ``plan``, ``style_taps`` and ``content_taps``). :class:`VGG` is the
+standard one::
+
+    from stylejax.models.vgg import vgg19
+    net = vgg19("vgg19.safetensors")            # or "imagenet", or "random" (warns)
+    feats = net(images, taps=("relu1_1", "relu5_2"))   # images [N, H, W] in [0, 1]
+
+Tap names follow the torchvision layer order: ``conv{b}_{l}`` (convolution output),
+``relu{b}_{l}`` (after the ReLU) and ``pool{b}``. The thesis' Keras names
+``block{b}_conv{l}`` include the ReLU, i.e. they are ``relu{b}_{l}`` here.
+
+Inputs in [0, 1]: grayscale ``[N, H, W]`` (or ``[N, H, W, 1]``) is repeated to three
+channels, then the ImageNet mean/std normalisation of torchvision is applied. Max-pooling
+floors odd sizes like torchvision. ``remat=True`` wraps every block in
+``jax.checkpoint`` so the backward pass keeps only block outputs (large images).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from stylejax._checks import is_concrete
+from stylejax.models import weights as weight_io
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Thesis section 4.2: style block1..3,5_conv1, content block5_conv2 (Keras conv = conv+ReLU).
+STYLE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu5_1")
+CONTENT_TAPS = ("relu5_2",)
+
+
+def preprocess(images) -> jax.Array:
+    """Grayscale -> RGB and ImageNet normalisation.
+
+    Args:
+      images: ``[N, H, W]`` or ``[N, H, W, 1]`` grayscale, or ``[N, H, W, 3]`` RGB, in [0, 1].
+    Returns:
+      ``[N, H, W, 3]`` float32, ``(x - mean) / std`` per channel.
+    """
+    x = jnp.asarray(images, jnp.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError("images must be [N, H, W] grayscale or [N, H, W, 3] RGB "
+                         f"(got shape {tuple(np.shape(images))})")
+    if x.shape[-1] == 1:
+        x = jnp.broadcast_to(x, x.shape[:-1] + (3,))
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+    std = jnp.asarray(IMAGENET_STD, jnp.float32)
+    return (x - mean) / std
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """'SAME' 3x3 convolution, NHWC activations and HWIO kernel (zero padding, stride 1)."""
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
+
+
+def max_pool2(x: jax.Array) -> jax.Array:
+    """2x2 max pool, stride 2, floor on odd sizes (as ``torch.nn.MaxPool2d(2, 2)``).
+
+    Written as a reshape + max rather than ``reduce_window``: the gradient of the latter
+    lowers to ``select_and_scatter``, which is markedly slower on XLA's CPU backend.
+    """
+    n, h, w, c = x.shape
+    x = x[:, : 2 * (h // 2), : 2 * (w // 2)]
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class VGG(nnx.Module):
+    """VGG16/VGG19 convolutional trunk returning named feature maps.
+
+    Args:
+      arch: ``"vgg16"`` or ``"vgg19"``.
+      rngs: ``nnx.Rngs`` for the (He-normal) initialisation used when no weights are loaded.
+      remat: default for ``jax.checkpoint`` per block (overridable per call).
+    Attributes:
+      plan: ``((kind, name), ...)`` layer sequence, kind in ``conv``/``relu``/``pool``; the
+        masked style loss propagates masks along it.
+      taps: every valid tap name, in network order.
+      style_taps / content_taps: the thesis' default layers.
+    """
+
+    style_taps = STYLE_TAPS
+    content_taps = CONTENT_TAPS
+
+    def __init__(self, arch: str = "vgg19", *, rngs: nnx.Rngs, remat: bool = False):
+        self.arch = arch
+        self.remat = bool(remat)
+        self.plan = tuple((kind, name) for kind, name, _ in weight_io.layer_plan(arch))
+        init = nnx.initializers.he_normal()
+        for name, (kshape, _) in weight_io.conv_shapes(arch).items():
+            setattr(self, name, nnx.Conv(kshape[2], kshape[3], (3, 3), padding="SAME",
+                                         kernel_init=init, rngs=rngs))
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self.plan)
+
+    def load_weights(self, tensors: dict) -> "VGG":
+        """Copy ``{conv_name: (kernel_hwio, bias)}`` (see ``stylejax.models.weights``) in place."""
+        expected = weight_io.conv_shapes(self.arch)
+        unknown = sorted(set(tensors) - set(expected))
+        missing = sorted(set(expected) - set(tensors))
+        if unknown or missing:
+            raise ValueError(f"{self.arch} weights: missing {missing or 'none'}, "
+                             f"unexpected {unknown or 'none'}")
+        for name, (kernel, bias) in tensors.items():
+            kshape, bshape = expected[name]
+            if tuple(np.shape(kernel)) != kshape or tuple(np.shape(bias)) != bshape:
+                raise ValueError(f"{name}: kernel {tuple(np.shape(kernel))} / bias "
+                                 f"{tuple(np.shape(bias))}, expected {kshape} / {bshape}")
+            conv = getattr(self, name)
+            conv.kernel[...] = jnp.asarray(kernel, jnp.float32)
+            conv.bias[...] = jnp.asarray(bias, jnp.float32)
+        return self
+
+    def _check_taps(self, taps) -> tuple[str, ...]:
+        if isinstance(taps, str):
+            taps = (taps,)
+        taps = tuple(taps)
+        if not taps:
+            raise ValueError("taps is empty: name at least one layer, e.g. 'relu1_1'")
+        bad = [t for t in taps if t not in self.taps]
+        if bad:
+            raise ValueError(f"unknown {self.arch} tap(s) {bad}; valid taps: "
+                             f"{', '.join(self.taps)}")
+        return taps
+
+    def __call__(self, images, taps=STYLE_TAPS + CONTENT_TAPS, *, remat: bool | None = None
+                 ) -> dict[str, jax.Array]:
+        """Feature maps at ``taps``.
+
+        Args:
+          images: ``[N, H, W]`` grayscale or ``[N, H, W, 3]`` RGB in [0, 1].
+          taps: tap names (see :attr:`taps`); the network only runs up to the deepest one.
+          remat: ``jax.checkpoint`` each block (default: the constructor's ``remat``).
+        Returns:
+          ``{tap: [N, h, w, C]}`` float32.
+        """
+        taps = self._check_taps(taps)
+        if is_concrete(images) and not np.all(np.isfinite(np.asarray(images))):
+            raise ValueError("images contain non-finite values (NaN or inf)")
+        x = preprocess(images)
+        remat = self.remat if remat is None else bool(remat)
+        last = max(self.taps.index(t) for t in taps)
+        blocks, current = [], []
+        for kind, name in self.plan[: last + 1]:
+            current.append((kind, name))
+            if kind == "pool":
+                blocks.append(tuple(current))
+                current = []
+        if current:
+            blocks.append(tuple(current))
+        wanted = frozenset(taps)
+        out = {}
+        for block in blocks:
+            params = {name: (getattr(self, name).kernel[...], getattr(self, name).bias[...])
+                      for kind, name in block if kind == "conv"}
+            if x.shape[1] == 0 or x.shape[2] == 0:
+                raise ValueError(f"images of size {tuple(np.shape(images))[1:3]} are too small "
+                                 f"for tap {block[0][1]} and deeper")
+            fn = _make_block(block, wanted)
+            if remat:
+                fn = jax.checkpoint(fn)
+            x, found = fn(x, params)
+            out.update(found)
+        return {t: out[t] for t in taps}
+
+
+def _make_block(block, wanted):
+    """A pure function ``(x, params) -> (x, {tap: x})`` running one block's layers."""
+
+    def run(x, params):
+        found = {}
+        for kind, name in block:
+            if kind == "conv":
+                x = conv3x3(x, *params[name])
+            elif kind == "relu":
+                x = jax.nn.relu(x)
+            else:
+                x = max_pool2(x)
+            if name in wanted:
+                found[name] = x
+        return x, found
+
+    return run
+
+
+def _build(arch: str, weights, *, remat: bool, seed: int) -> VGG:
+    if weights is None:
+        raise ValueError(f"{arch}: pass weights= a .safetensors/.h5 path, 'imagenet' "
+                         "(download, cached), or 'random' (explicit, untrained)")
+    model = VGG(arch, rngs=nnx.Rngs(seed), remat=remat)
+    if isinstance(weights, str) and weights == "random":
+        warnings.warn(f"{arch} with random weights: features are untrained (fine for tests "
+                      "and texture statistics, not a substitute for ImageNet weights)",
+                      UserWarning, stacklevel=3)
+        return model
+    if isinstance(weights, str) and weights == "imagenet":
+        tensors = weight_io.load_file(weight_io.fetch_imagenet(arch), arch)
+    elif isinstance(weights, dict):
+        tensors = weights
+    elif isinstance(weights, (str, os.PathLike)):
+        tensors = weight_io.load_file(weights, arch)
+    else:
+        raise ValueError(f"{arch}: weights must be a path, 'imagenet', 'random' or a dict "
+                         f"of tensors (got {type(weights).__name__})")
+    return model.load_weights(tensors)
+
+
+def vgg19(weights, *, remat: bool = False, seed: int = 0) -> VGG:
+    """VGG19 extractor.
+
+    Args:
+      weights: path to a ``.safetensors`` (torchvision/timm keys) or flaxmodels ``.h5``
+        file; ``"imagenet"`` (download once, cached, sha256-checked); ``"random"``
+        (He-normal init, emits a UserWarning); or ``{conv_name: (kernel_hwio, bias)}``.
+      remat: checkpoint each block by default.
+      seed: initialisation seed for ``"random"``.
+    Returns:
+      :class:`VGG`.
+    """
+    return _build("vgg19", weights, remat=remat, seed=seed)
+
+
+def vgg16(weights, *, remat: bool = False, seed: int = 0) -> VGG:
+    """VGG16 extractor; arguments as :func:`vgg19`."""
+    return _build("vgg16", weights, remat=remat, seed=seed)
