@@ -1,0 +1,588 @@
+"""Gradient-based pipeline tuning with a style metric as the loss.
+
+A radiologist picks reference images in the style they like; their content never
+matches ours. Because the pipeline (LAP) and the style encoder (StyleX) are both
+differentiable, the pipeline parameters that reproduce that style on our raw
+images can be found by gradient descent:
+
+* target ``t = mean_j e(ref_j) / |e(ref_j)|`` (mean of L2-normalised embeddings);
+* for parameters ``p``: ``m(p) = mean_i e(P(raw_i; p)) / |e(P(raw_i; p))|``;
+* loss ``d(p) = 1 - cos(m(p), t)`` (the StyleX distance of the paper's Eq. 1,
+  between the average styles).
+
+Parameters live in a box (``[0, 10]`` for LAP) through the smooth
+reparameterisation ``p = low + (high - low) * sigmoid(u)``, so Adam works on an
+unconstrained ``u`` and no step can leave the box. Several starts run at once:
+the pipeline is ``vmap``-ped over starts and all styled images go through the
+encoder as one batch; the start with the lowest distance is kept.
+
+Any differentiable pipeline can be tuned: a :class:`Pipeline` is a function
+``(normalised_log_raw [..., H, W], params) -> image [..., H, W]`` plus a
+parameter pytree with bounds. :data:`LAP` (3 parameters) is the default;
+:func:`extended_lap` gives one gain per pyramid band.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from stylejax import _checks
+from stylejax.pipeline import lap as _lap
+from stylejax.pipeline import pyramid
+
+#: Smallest image side accepted for the encoder when the model does not say
+#: (a ResNet-18 reduces a side by 32).
+MIN_IMAGE_SIZE = 32
+
+
+# ----------------------------------------------------------------------------
+# Pipelines
+# ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class Pipeline:
+    """A differentiable pipeline with a bounded parameter pytree.
+
+    Attributes:
+      name: short name (reports, JSON).
+      apply: ``(x, params) -> image``; ``x`` is :func:`stylejax.lap.normalize_log`
+        of the raw images ``[R, H, W]``, ``params`` has the structure of ``init``
+        with scalar leaves (or arrays of ``init``'s leaf shapes); returns
+        ``[R, H, W]`` in [0, 1]. Must be jit- and grad-safe.
+      init: parameter pytree; sets the structure, the leaf shapes and the first start.
+      low, high: bounds, scalars or pytrees like ``init``.
+    """
+
+    name: str
+    apply: Callable[[jax.Array, Any], jax.Array]
+    init: Any
+    low: Any = _lap.PARAM_MIN
+    high: Any = _lap.PARAM_MAX
+
+    def flatten(self, params) -> np.ndarray:
+        """Parameter pytree -> flat float32 vector ``[P]``."""
+        return np.asarray(ravel_pytree(_as_float_tree(params))[0])
+
+    def unflatten(self, flat):
+        """Flat vector ``[P]`` -> parameter pytree (JAX arrays)."""
+        return ravel_pytree(_as_float_tree(self.init))[1](jnp.asarray(flat, jnp.float32))
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Flat ``(low [P], high [P])``."""
+        return tuple(self.flatten(_bound_tree(b, self.init)) for b in (self.low, self.high))
+
+    def names(self) -> list[str]:
+        """One name per flat parameter, e.g. ``["w", "l", "h"]`` or ``["w", "band0", ...]``."""
+        out = []
+        for path, leaf in jax.tree_util.tree_flatten_with_path(_as_float_tree(self.init))[0]:
+            base = "".join(str(getattr(k, "name", getattr(k, "key", k))) for k in path)
+            size = int(np.size(leaf))
+            out += [base] if np.ndim(leaf) == 0 else [f"{base}{i}" for i in range(size)]
+        return out
+
+    def to_dict(self, params) -> dict[str, float]:
+        """Parameter pytree -> ``{name: float}`` for JSON."""
+        return {n: float(v) for n, v in zip(self.names(), self.flatten(params))}
+
+
+def _as_float_tree(tree):
+    return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), tree)
+
+
+def _bound_tree(bound, init):
+    if jax.tree_util.tree_structure(bound) == jax.tree_util.tree_structure(init):
+        return bound
+    return jax.tree.map(lambda leaf: jnp.full(np.shape(leaf), bound, jnp.float32), init)
+
+
+def _lap_apply(x, params):
+    return _lap.process_normalized(x, params)
+
+
+#: The three-parameter LAP pipeline (w, l, h on 0..10, neutral 5).
+LAP = Pipeline(name="lap", apply=_lap_apply, init=_lap.LAPParams(5.0, 5.0, 5.0))
+
+#: Band gain of :func:`extended_lap`: ``2 ** ((b - 5) / BAND_OCTAVES)`` (0.25..4, like ``h``).
+BAND_OCTAVES = _lap.H_OCTAVES
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ExtendedLAPParams:
+    """Window ``w`` plus one gain parameter per pyramid band (finest first), 0..10 each."""
+
+    w: Any
+    bands: Any
+
+    @classmethod
+    def from_lap(cls, params: _lap.LAPParams, levels: int) -> "ExtendedLAPParams":
+        """The extended parameters that reproduce ``params`` exactly."""
+        high, low = _lap.band_groups(levels)
+        to_band = 5.0 + (float(params.l) - 5.0) * BAND_OCTAVES / _lap.L_OCTAVES
+        bands = [float(params.h) if k in high else to_band for k in range(levels)]
+        return cls(w=float(params.w), bands=np.asarray(bands, np.float32))
+
+
+@functools.lru_cache(maxsize=None)  # one object per levels: compiled steps are reused
+def extended_lap(levels: int) -> Pipeline:
+    """LAP with one gain per Laplacian band: ``1 + levels`` parameters.
+
+    Args:
+      levels: number of pyramid bands; images need a side of at least
+        ``2 ** (levels + 2)`` pixels (see :func:`pyramid.default_levels`).
+    Returns:
+      a :class:`Pipeline` with :class:`ExtendedLAPParams`.
+    """
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1 (got {levels})")
+
+    def apply(x, params):
+        bands, residual = pyramid.laplacian_pyramid(x, levels)
+        gains = jnp.exp2((jnp.asarray(params.bands, jnp.float32) - 5.0) / BAND_OCTAVES)
+        y = pyramid.reconstruct([b * gains[k] for k, b in enumerate(bands)], residual)
+        return _lap.soft_window(y, params.w)
+
+    init = ExtendedLAPParams(w=5.0, bands=np.full((levels,), 5.0, np.float32))
+    return Pipeline(name=f"extended_lap{levels}", apply=apply, init=init)
+
+
+# ----------------------------------------------------------------------------
+# Reparameterisation
+# ----------------------------------------------------------------------------
+
+def to_bounded(u, low, high):
+    """Unconstrained ``u`` -> ``low + (high - low) * sigmoid(u)`` (inside the box)."""
+    return low + (high - low) * jax.nn.sigmoid(u)
+
+
+def to_unconstrained(p, low, high, eps: float = 1e-4):
+    """Inverse of :func:`to_bounded`; values on the bounds are pulled inside by ``eps``."""
+    s = np.clip((np.asarray(p, np.float64) - low) / (high - low), eps, 1.0 - eps)
+    return np.log(s / (1.0 - s)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------
+# Inputs and the model
+# ----------------------------------------------------------------------------
+
+def image_list(images, name: str, *, min_size: int, raw: bool) -> list[np.ndarray]:
+    """Validate images and return them as a list of float32 ``[H, W]`` arrays.
+
+    Args:
+      images: one ``[H, W]`` image, a stack ``[N, H, W]``, or a sequence of
+        ``[H, W]`` images (sizes may differ).
+      name: argument name for error messages ("raw", "reference").
+      min_size: smallest accepted side in pixels.
+      raw: True for linear raw detector images (must be > 0); False for styled
+        images (must lie in [0, 1]).
+    Returns:
+      list of ``[H, W]`` float32 numpy arrays.
+    Raises:
+      ValueError naming the problem (empty, rank, size, non-finite, range, constant).
+    """
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError(f"the {name} list is empty: give at least one {name} image")
+        items = [(f"{name}[{i}]", im) for i, im in enumerate(images)]
+        ranks = (2, 2)
+    else:
+        items = [(name, images)]
+        ranks = (2, 3)
+    out = []
+    for label, im in items:
+        _checks.check_image(im, label, min_rank=ranks[0], max_rank=ranks[1], min_size=min_size,
+                            positive=raw, unit_range=not raw)
+        _checks.check_not_constant(im, label)
+        arr = np.asarray(im, np.float32)
+        out += list(arr) if arr.ndim == 3 else [arr]
+    if not out:
+        raise ValueError(f"{name} holds no images")
+    return out
+
+
+def _group_by_shape(images: list[np.ndarray]) -> list[np.ndarray]:
+    groups: dict[tuple, list] = {}
+    for im in images:
+        groups.setdefault(im.shape, []).append(im)
+    return [np.stack(g) for g in groups.values()]
+
+
+def resolve_model(model):
+    """The style encoder to use.
+
+    Args:
+      model: None (the StyleX model shipped with the package), a directory of a
+        StyleX training run, or any object with a differentiable
+        ``embed(images [N, H, W] in [0, 1]) -> [N, D]``.
+    Returns:
+      an object with ``embed``.
+    Raises:
+      ValueError: a path that is not a StyleX run, or an object without ``embed``.
+    """
+    if model is None:
+        from stylejax import stylex
+        return stylex.load_pretrained()
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isdir(path):
+            raise ValueError(f"model directory {path!r} does not exist (or is not a directory)")
+        from stylejax import stylex
+        try:
+            return stylex.load(path)
+        except Exception as err:  # any loader failure means "not a run" to the user
+            raise ValueError(f"model directory {path!r} is not a StyleX run: {err}") from err
+    if not callable(getattr(model, "embed", None)):
+        raise ValueError(f"model must have an embed(images) method (got {type(model).__name__})")
+    return model
+
+
+def _embed_pytree(model, images):
+    return model.embed(images)
+
+
+class _ClosedEmbed:
+    """Embedding of a model that is not a pytree; hashed by identity so compiled
+    programs are reused for the same model object."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, _, images):
+        return self.model.embed(images)
+
+    def __hash__(self):
+        return id(self.model)
+
+    def __eq__(self, other):
+        return isinstance(other, _ClosedEmbed) and other.model is self.model
+
+
+def _bind_embed(model):
+    """``(model_arg, fn)`` with ``fn(model_arg, images)``; pytrees (NNX modules) travel
+    as jit arguments so their weights are not baked into each compiled program."""
+    leaves = jax.tree_util.tree_leaves(model)
+    if leaves and all(isinstance(v, (jax.Array, np.ndarray)) for v in leaves):
+        return model, _embed_pytree
+    return None, _ClosedEmbed(model)
+
+
+def _normalize(e, axis=-1):
+    return e / jnp.maximum(jnp.linalg.norm(e, axis=axis, keepdims=True), 1e-12)
+
+
+# ----------------------------------------------------------------------------
+# The objective. Module-level jitted functions with the pipeline and the embedding
+# as static arguments: every fit with the same model, pipeline and image shapes
+# reuses one compiled program.
+# ----------------------------------------------------------------------------
+
+def _distances(pipeline, embed, model_arg, xs, target, p):
+    """``p [S, P]`` bounded flat parameters -> ``[S]`` distances ``1 - cos``."""
+    unravel = ravel_pytree(_as_float_tree(pipeline.init))[1]
+    total, count = 0.0, 0
+    for x in xs:  # one group per image size
+        styled = jax.vmap(lambda q, x=x: pipeline.apply(x, unravel(q)))(p)
+        e = _normalize(embed(model_arg, styled.reshape((-1,) + styled.shape[2:])))
+        total = total + e.reshape(p.shape[0], x.shape[0], -1).sum(axis=1)
+        count += x.shape[0]
+    return 1.0 - jnp.sum(_normalize(total / count) * _normalize(target), axis=-1)
+
+
+_distances_jit = jax.jit(_distances, static_argnums=(0, 1))
+
+
+def _embed_call(embed, model_arg, images):
+    return embed(model_arg, images)
+
+
+_embed_jit = jax.jit(_embed_call, static_argnums=0)
+
+
+def _value_and_grad(pipeline, embed, model_arg, xs, target, p):
+    return jax.value_and_grad(lambda q: _distances(pipeline, embed, model_arg, xs, target,
+                                                   q[None])[0])(p)
+
+
+_value_and_grad_jit = jax.jit(_value_and_grad, static_argnums=(0, 1))
+
+#: Adam with the learning rate held in its state, so one compiled step serves any lr.
+_ADAM = optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
+
+
+def _step(pipeline, embed, model_arg, xs, target, low, high, u, opt_state, best_u, best_d):
+    def loss(v):
+        d = _distances(pipeline, embed, model_arg, xs, target, to_bounded(v, low, high))
+        return d.sum(), d  # starts are independent: the sum's gradient is per start
+
+    (_, d), g = jax.value_and_grad(loss, has_aux=True)(u)
+    updates, opt_state = _ADAM.update(g, opt_state, u)
+    better = d < best_d
+    best_u = jnp.where(better[:, None], u, best_u)
+    best_d = jnp.where(better, d, best_d)
+    return optax.apply_updates(u, updates), opt_state, best_u, best_d, d
+
+
+_step_jit = jax.jit(_step, static_argnums=(0, 1), donate_argnums=(7, 8, 9, 10))
+
+
+class Objective:
+    """The tuning loss for fixed raw images, references, encoder and pipeline.
+
+    Also the common objective of the black-box baselines in
+    ``experiments/benchmarks/tuning_recovery.py``.
+
+    Args:
+      raw: raw images (see :func:`image_list`).
+      reference: reference images in [0, 1] (see :func:`image_list`).
+      model: see :func:`resolve_model`.
+      pipeline: a :class:`Pipeline` (default :data:`LAP`).
+    """
+
+    def __init__(self, raw, reference, *, model=None, pipeline: Pipeline | None = None):
+        self.pipeline = LAP if pipeline is None else pipeline
+        if not isinstance(self.pipeline, Pipeline):
+            raise ValueError(f"pipeline must be a stylejax.tune.Pipeline "
+                             f"(got {type(self.pipeline).__name__})")
+        self.model = resolve_model(model)
+        min_size = max(pyramid.MIN_SIZE, int(getattr(self.model, "min_size", MIN_IMAGE_SIZE)))
+        raws = image_list(raw, "raw", min_size=min_size, raw=True)
+        refs = image_list(reference, "reference", min_size=min_size, raw=False)
+        self.num_raw, self.num_reference = len(raws), len(refs)
+        self._model_arg, self._embed = _bind_embed(self.model)
+        ref_emb = [_normalize(self.embed(g)) for g in _group_by_shape(refs)]
+        self.target = jnp.mean(jnp.concatenate(ref_emb), axis=0)
+        if not bool(jnp.all(jnp.isfinite(self.target))):
+            raise ValueError("the model's embeddings of the references are not finite")
+        self._xs = [_lap.normalize_log(jnp.asarray(g)) for g in _group_by_shape(raws)]
+        low, high = self.pipeline.bounds()
+        self.low, self.high = jnp.asarray(low), jnp.asarray(high)
+        self.size = int(low.size)
+
+    def embed(self, images) -> jax.Array:
+        """The model's embeddings ``[N, D]`` of ``images`` ``[N, H, W]`` (jitted)."""
+        return _embed_jit(self._embed, self._model_arg, jnp.asarray(images, jnp.float32))
+
+    def images(self, params) -> list[np.ndarray]:
+        """The pipeline's output on the raw images (one ``[R, H, W]`` array per size)."""
+        p = self.pipeline.unflatten(self.pipeline.flatten(params))
+        return [np.asarray(self.pipeline.apply(x, p)) for x in self._xs]
+
+    def __call__(self, params, *, chunk: int = 32):
+        """Distances of candidate parameters (forward only).
+
+        Args:
+          params: ``[P]`` or ``[S, P]`` flat parameters (order :meth:`Pipeline.names`),
+            or a parameter pytree.
+          chunk: candidates per compiled call (the last chunk is padded so that
+            every call has the same shape and compiles once).
+        Returns:
+          ``[S]`` float64 distances ``1 - cos`` (a float for one candidate).
+        """
+        if not isinstance(params, (np.ndarray, jax.Array, list, tuple)):
+            params = self.pipeline.flatten(params)
+        p = np.asarray(params, np.float32)
+        single = p.ndim == 1
+        p = np.atleast_2d(p)
+        if p.ndim != 2 or p.shape[-1] != self.size:
+            raise ValueError(f"expected [S, {self.size}] parameters (got shape {p.shape})")
+        size = min(chunk, p.shape[0])
+        out = []
+        for start in range(0, p.shape[0], size):
+            block = p[start:start + size]
+            pad = size - block.shape[0]
+            if pad:
+                block = np.concatenate([block, np.repeat(block[-1:], pad, axis=0)])
+            d = _distances_jit(self.pipeline, self._embed, self._model_arg, self._xs,
+                               self.target, jnp.asarray(block))
+            out.append(np.asarray(d, np.float64)[:size - pad])
+        d = np.concatenate(out)
+        return float(d[0]) if single else d
+
+    def value_and_grad(self, params):
+        """Distance and its gradient w.r.t. the bounded flat parameters ``[P]``.
+
+        Returns:
+          ``(distance float, gradient [P] numpy)``.
+        """
+        p = jnp.asarray(np.asarray(params, np.float32).reshape(self.size))
+        d, g = _value_and_grad_jit(self.pipeline, self._embed, self._model_arg, self._xs,
+                                   self.target, p)
+        return float(d), np.asarray(g)
+
+    def step(self, u, opt_state, best_u, best_d):
+        """One Adam step on unconstrained ``u [S, P]`` for all starts (jitted, donating).
+
+        Returns:
+          ``(u, opt_state, best_u, best_d, d)``: ``d [S]`` is the distance at the
+          incoming ``u``; ``best_*`` keep each start's lowest distance so far.
+        """
+        return _step_jit(self.pipeline, self._embed, self._model_arg, self._xs, self.target,
+                         self.low, self.high, u, opt_state, best_u, best_d)
+
+
+# ----------------------------------------------------------------------------
+# Fitting
+# ----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TuneResult:
+    """Outcome of :func:`fit`.
+
+    Attributes:
+      params: best parameters (the pipeline's pytree, e.g. :class:`LAPParams`, floats).
+      distance: StyleX distance ``1 - cos`` reached by ``params``.
+      history: ``[T, S]`` distance of each start at each step (before its update).
+      trajectory: ``[T, S, P]`` bounded parameters of each start at each step.
+      steps: steps run (``T``; fewer than asked when stopped early).
+      seconds: wall time of :func:`fit` (validation, compilation and the loop).
+      best_start: index of the start that gave ``params``.
+      initial_distance: the distance of that start at step 0.
+      stopped_early: True when the patience criterion ended the run.
+      pipeline: the :class:`Pipeline` tuned.
+    """
+
+    params: Any
+    distance: float
+    history: np.ndarray
+    trajectory: np.ndarray
+    steps: int
+    seconds: float
+    best_start: int
+    initial_distance: float
+    stopped_early: bool
+    pipeline: Pipeline
+
+    @property
+    def starts(self) -> int:
+        return int(self.history.shape[1])
+
+    @property
+    def evaluations(self) -> int:
+        """Pipeline + encoder evaluations (each with its backward pass)."""
+        return int(self.steps * self.starts)
+
+    @property
+    def best_history(self) -> np.ndarray:
+        """``[T]`` lowest distance reached so far over all starts."""
+        return np.minimum.accumulate(self.history.min(axis=1))
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (``params`` as ``{name: value}``)."""
+        return {"params": self.pipeline.to_dict(self.params), "distance": self.distance,
+                "initial_distance": self.initial_distance, "steps": self.steps,
+                "seconds": self.seconds, "starts": self.starts, "best_start": self.best_start,
+                "evaluations": self.evaluations, "stopped_early": self.stopped_early,
+                "pipeline": self.pipeline.name}
+
+
+def initial_points(pipeline: Pipeline, starts: int, seed: int, init=None) -> np.ndarray:
+    """Start points ``[starts, P]``: ``init`` (default the pipeline's) first, then a
+    Latin hypercube over the middle 80% of the box, so starts spread out in every
+    parameter."""
+    low, high = pipeline.bounds()
+    first = pipeline.flatten(pipeline.init if init is None else init)
+    _checks.check_range(first, "init", float(low.min()), float(high.max()))
+    rng = np.random.default_rng(seed)
+    n = starts - 1
+    strata = (np.stack([rng.permutation(n) for _ in range(low.size)], axis=1)
+              + rng.random((n, low.size))) / max(n, 1)
+    others = low + (high - low) * (0.1 + 0.8 * strata)
+    return np.concatenate([first[None], others]).astype(np.float32)
+
+
+def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: int = 4,
+        lr: float = 0.1, pipeline: Pipeline | None = None, init=None, patience: int = 25,
+        tol: float = 1e-4, progress: bool = False, objective: Objective | None = None
+        ) -> TuneResult:
+    """Tune pipeline parameters so the raw images take the references' style.
+
+    Args:
+      raw: raw detector images: ``[H, W]``, ``[N, H, W]`` or a list of ``[H, W]``
+        (positive, linear, any scale; sizes may differ).
+      reference: reference images in the wanted style, in [0, 1], same forms;
+        their content need not match ``raw``.
+      model: the style encoder: None (shipped StyleX), a StyleX run directory,
+        or any object with a differentiable ``embed([N, H, W]) -> [N, D]``.
+      steps: maximum Adam steps.
+      seed: seed of the random start points.
+      starts: optimisations run side by side (vmapped); the best is kept.
+      lr: Adam learning rate on the unconstrained parameters.
+      pipeline: a :class:`Pipeline`; default :data:`LAP`.
+      init: parameters of the first start (default the pipeline's neutral ones).
+      patience, tol: stop when the best distance has not improved by more than
+        ``tol`` for ``patience`` steps.
+      progress: show a tqdm progress bar on stderr.
+      objective: a prepared :class:`Objective` (then ``raw``, ``reference``,
+        ``model`` and ``pipeline`` are ignored); saves re-validating and
+        re-embedding the references over repeated fits.
+    Returns:
+      a :class:`TuneResult`.
+    Raises:
+      ValueError: bad images (constant, non-finite, wrong rank, too small, out of
+        range), an empty reference list, a model directory that is not a StyleX
+        run, or bad settings.
+    """
+    t0 = time.perf_counter()
+    if steps < 1 or starts < 1 or not lr > 0 or patience < 1:
+        raise ValueError(f"need steps >= 1, starts >= 1, lr > 0, patience >= 1 "
+                         f"(got steps={steps}, starts={starts}, lr={lr}, patience={patience})")
+    if objective is None:
+        objective = Objective(raw, reference, model=model, pipeline=pipeline)
+    pipe = objective.pipeline
+    low, high = (np.asarray(b) for b in pipe.bounds())
+    p0 = initial_points(pipe, starts, seed, init)
+    u = jnp.asarray(to_unconstrained(p0, low, high))
+    opt_state = _ADAM.init(u)
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    state = (u, opt_state, jnp.array(u), jnp.full((starts,), jnp.inf, jnp.float32))
+
+    history, trajectory = [], []
+    best, since_best, stopped = np.inf, 0, False
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, desc=f"tune {pipe.name}", unit="step", leave=False)
+    try:
+        for _ in range(steps):
+            trajectory.append(np.asarray(to_bounded(state[0], low, high)))
+            *state, d = objective.step(*state)
+            d = np.asarray(d, np.float64)
+            history.append(d)
+            current = float(np.nanmin(d)) if np.any(np.isfinite(d)) else np.inf
+            if current < best - tol:
+                best, since_best = current, 0
+            else:
+                since_best += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(distance=f"{min(best, current):.5f}")
+            if since_best >= patience:
+                stopped = True
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+
+    best_u, best_d = (np.asarray(a) for a in state[2:])
+    if not np.any(np.isfinite(best_d)):
+        raise ValueError("the distance was not finite at any step: check the model and images")
+    k = int(np.nanargmin(best_d))
+    flat = np.asarray(to_bounded(jnp.asarray(best_u[k]), low, high))
+    params = jax.tree.map(lambda v: float(v) if np.ndim(v) == 0 else np.asarray(v),
+                          pipe.unflatten(flat))
+    history = np.stack(history)
+    return TuneResult(params=params, distance=float(best_d[k]), history=history,
+                      trajectory=np.stack(trajectory), steps=len(history),
+                      seconds=time.perf_counter() - t0, best_start=k,
+                      initial_distance=float(history[0, k]), stopped_early=stopped,
+                      pipeline=pipe)
