@@ -30,12 +30,14 @@ from stylejax import _checks
 from stylejax.pipeline import pyramid
 
 
-_CHUNK = 32
+_CHUNK = 16
 
 
 def _chunked(fn, x: np.ndarray, size: int) -> np.ndarray:
-    """``fn`` over fixed-size chunks of ``x`` (the last one padded), so jit compiles once."""
-    size = min(size, x.shape[0])
+    """``fn`` over chunks of exactly ``size`` images (the last one padded by repetition).
+
+    One chunk shape per image size means one jit compilation, whatever N is.
+    """
     out = []
     for i in range(0, x.shape[0], size):
         chunk = x[i:i + size]
@@ -142,13 +144,13 @@ class RandomGramStyle:
     Args:
       channels: output channels per block.
       seed: weight seed (fixed: the descriptor must not change between runs).
-      batch_size: images per forward pass (bounds memory).
+      batch_size: images per forward pass (bounds memory; fewer are padded).
     """
 
     name = "gram"
     metric = "euclidean"
 
-    def __init__(self, channels=(16, 32, 64), seed: int = 0, batch_size: int = 32):
+    def __init__(self, channels=(16, 32, 64), seed: int = 0, batch_size: int = _CHUNK):
         channels = tuple(int(c) for c in channels)
         if not channels or min(channels) < 1:
             raise ValueError(f"channels must be a non-empty sequence of positive ints "
@@ -158,12 +160,12 @@ class RandomGramStyle:
         self.channels = channels
         self.seed = int(seed)
         self.batch_size = int(batch_size)
-        keys = jax.random.split(jax.random.key(self.seed), len(channels))
+        rng = np.random.default_rng(self.seed)
         c_in = (1,) + channels[:-1]
         # He-normal: keeps activations at a similar scale through the ReLUs.
         self.kernels = tuple(
-            jax.random.normal(k, (3, 3, ci, co), jnp.float32) * np.sqrt(2.0 / (9 * ci))
-            for k, ci, co in zip(keys, c_in, channels))
+            jnp.asarray(rng.standard_normal((3, 3, ci, co)) * np.sqrt(2.0 / (9 * ci)), jnp.float32)
+            for ci, co in zip(c_in, channels))
 
     @property
     def min_size(self) -> int:

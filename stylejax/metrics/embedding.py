@@ -197,7 +197,10 @@ def _optimize(p, y0, learning_rate, exaggeration, n_iter: int, exaggeration_iter
         same_sign = (update * grad) > 0
         gains = jnp.maximum(jnp.where(same_sign, gains * 0.8, gains + 0.2), 0.01)
         update = momentum * update - learning_rate * gains * grad
-        return y + update, update, gains
+        y = y + update
+        # The objective ignores translation; centring keeps the (tiny, during early
+        # exaggeration) differences between points representable.
+        return y - jnp.mean(y, axis=0), update, gains
 
     y, _, _ = jax.lax.fori_loop(0, n_iter, body, (y0, jnp.zeros_like(y0), jnp.ones_like(y0)))
     kl, _ = tsne_kl_and_grad(p, y)
@@ -237,7 +240,9 @@ def tsne(x, dim: int = 2, *, perplexity: float = 30.0, metric: str = "euclidean"
       metric: ``"euclidean"`` or ``"cosine"`` (rows normalised first).
       n_iter: total gradient steps (> ``exaggeration_iters``).
       early_exaggeration, exaggeration_iters: early exaggeration phase.
-      learning_rate: step size; ``None`` uses ``max(N / early_exaggeration / 4, 50)``.
+      learning_rate: step size; ``None`` uses ``N / early_exaggeration`` (Belkina et
+        al. 2019). Larger fixed floors (as in some libraries) make small 1-D
+        embeddings overshoot in the first steps and scramble the order of points.
       init: ``"pca"`` (deterministic) or ``"random"`` (Gaussian, std 1e-4, from ``seed``).
       seed: random seed for ``init="random"``.
       return_kl: also return the final KL divergence.
@@ -258,10 +263,13 @@ def tsne(x, dim: int = 2, *, perplexity: float = 30.0, metric: str = "euclidean"
     else:
         raise ValueError(f"init must be 'pca' or 'random' (got {init!r})")
     if learning_rate is None:
-        learning_rate = max(n / early_exaggeration / 4.0, 50.0)
-    y, kl = _optimize(jnp.asarray(p, jnp.float32), jnp.asarray(y0, jnp.float32),
-                      jnp.float32(learning_rate), jnp.float32(early_exaggeration),
-                      n_iter=int(n_iter), exaggeration_iters=int(exaggeration_iters))
+        learning_rate = n / early_exaggeration
+    # float64: early exaggeration can shrink weakly clustered data below float32
+    # resolution, where points become identical and never separate again.
+    with jax.enable_x64(True):
+        y, kl = _optimize(jnp.asarray(p, jnp.float64), jnp.asarray(y0, jnp.float64),
+                          jnp.float64(learning_rate), jnp.float64(early_exaggeration),
+                          n_iter=int(n_iter), exaggeration_iters=int(exaggeration_iters))
     y = np.asarray(y, dtype=np.float64)
     return (y, float(kl)) if return_kl else y
 

@@ -1,0 +1,1 @@
+"""Experiments that evaluate stylejax components (e.g. :mod:`stylejax.evaluation.stylex_eval`)."""
