@@ -156,6 +156,31 @@ def extended_lap(levels: int) -> Pipeline:
     return Pipeline(name=f"extended_lap{levels}", apply=apply, init=init)
 
 
+def apply(raw, params, pipeline: Pipeline | None = None) -> np.ndarray:
+    """Run a pipeline on raw images with given parameters (e.g. tuned ones).
+
+    Args:
+      raw: ``[H, W]`` or ``[N, H, W]`` positive raw images.
+      params: the pipeline's parameter pytree (e.g. ``TuneResult.params``).
+      pipeline: default :data:`LAP`.
+    Returns:
+      float32 numpy array of ``raw``'s shape, in [0, 1].
+    """
+    pipeline = LAP if pipeline is None else pipeline
+    _checks.check_image(raw, "raw", max_rank=3, min_size=pyramid.MIN_SIZE, positive=True)
+    x = jnp.asarray(raw, jnp.float32)
+    out = _apply_jit(pipeline, _lap.normalize_log(x[None] if x.ndim == 2 else x),
+                     pipeline.unflatten(pipeline.flatten(params)))
+    return np.asarray(out[0] if x.ndim == 2 else out)
+
+
+def _apply_impl(pipeline, x, params):
+    return pipeline.apply(x, params)
+
+
+_apply_jit = jax.jit(_apply_impl, static_argnums=0)
+
+
 # ----------------------------------------------------------------------------
 # Reparameterisation
 # ----------------------------------------------------------------------------
@@ -175,7 +200,8 @@ def to_unconstrained(p, low, high, eps: float = 1e-4):
 # Inputs and the model
 # ----------------------------------------------------------------------------
 
-def image_list(images, name: str, *, min_size: int, raw: bool) -> list[np.ndarray]:
+def image_list(images, name: str, *, min_size: int, raw: bool,
+               labels: list[str] | None = None) -> list[np.ndarray]:
     """Validate images and return them as a list of float32 ``[H, W]`` arrays.
 
     Args:
@@ -185,6 +211,8 @@ def image_list(images, name: str, *, min_size: int, raw: bool) -> list[np.ndarra
       min_size: smallest accepted side in pixels.
       raw: True for linear raw detector images (must be > 0); False for styled
         images (must lie in [0, 1]).
+      labels: names for the items of a sequence in error messages (e.g. file
+        names); default ``name[i]``.
     Returns:
       list of ``[H, W]`` float32 numpy arrays.
     Raises:
@@ -193,7 +221,8 @@ def image_list(images, name: str, *, min_size: int, raw: bool) -> list[np.ndarra
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ValueError(f"the {name} list is empty: give at least one {name} image")
-        items = [(f"{name}[{i}]", im) for i, im in enumerate(images)]
+        names = labels if labels is not None else [f"{name}[{i}]" for i in range(len(images))]
+        items = list(zip(names, images))
         ranks = (2, 2)
     else:
         items = [(name, images)]
@@ -208,6 +237,13 @@ def image_list(images, name: str, *, min_size: int, raw: bool) -> list[np.ndarra
     if not out:
         raise ValueError(f"{name} holds no images")
     return out
+
+
+def min_image_size(model) -> int:
+    """Smallest image side accepted for ``model`` (its ``min_size``/``MIN_SIZE``, at
+    least the pyramid's and :data:`MIN_IMAGE_SIZE` when the model does not say)."""
+    size = getattr(model, "min_size", getattr(model, "MIN_SIZE", MIN_IMAGE_SIZE))
+    return max(pyramid.MIN_SIZE, int(size))
 
 
 def _group_by_shape(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -354,7 +390,7 @@ class Objective:
             raise ValueError(f"pipeline must be a stylejax.tune.Pipeline "
                              f"(got {type(self.pipeline).__name__})")
         self.model = resolve_model(model)
-        min_size = max(pyramid.MIN_SIZE, int(getattr(self.model, "min_size", MIN_IMAGE_SIZE)))
+        min_size = min_image_size(self.model)
         raws = image_list(raw, "raw", min_size=min_size, raw=True)
         refs = image_list(reference, "reference", min_size=min_size, raw=False)
         self.num_raw, self.num_reference = len(raws), len(refs)
@@ -375,7 +411,7 @@ class Objective:
     def images(self, params) -> list[np.ndarray]:
         """The pipeline's output on the raw images (one ``[R, H, W]`` array per size)."""
         p = self.pipeline.unflatten(self.pipeline.flatten(params))
-        return [np.asarray(self.pipeline.apply(x, p)) for x in self._xs]
+        return [np.asarray(_apply_jit(self.pipeline, x, p)) for x in self._xs]
 
     def __call__(self, params, *, chunk: int = 32):
         """Distances of candidate parameters (forward only).
@@ -444,6 +480,7 @@ class TuneResult:
       history: ``[T, S]`` distance of each start at each step (before its update).
       trajectory: ``[T, S, P]`` bounded parameters of each start at each step.
       steps: steps run (``T``; fewer than asked when stopped early).
+      elapsed: ``[T]`` seconds from the call of :func:`fit` to the end of each step.
       seconds: wall time of :func:`fit` (validation, compilation and the loop).
       best_start: index of the start that gave ``params``.
       initial_distance: the distance of that start at step 0.
@@ -456,6 +493,7 @@ class TuneResult:
     history: np.ndarray
     trajectory: np.ndarray
     steps: int
+    elapsed: np.ndarray
     seconds: float
     best_start: int
     initial_distance: float
@@ -486,18 +524,33 @@ class TuneResult:
 
 
 def initial_points(pipeline: Pipeline, starts: int, seed: int, init=None) -> np.ndarray:
-    """Start points ``[starts, P]``: ``init`` (default the pipeline's) first, then a
-    Latin hypercube over the middle 80% of the box, so starts spread out in every
-    parameter."""
+    """Start points ``[starts, P]``.
+
+    ``init`` first (a parameter pytree, or ``[k, P]`` flat start points; default the
+    pipeline's neutral parameters), then a Latin hypercube over the middle 80% of
+    the box, so the other starts spread out in every parameter.
+    """
     low, high = pipeline.bounds()
-    first = pipeline.flatten(pipeline.init if init is None else init)
-    _checks.check_range(first, "init", float(low.min()), float(high.max()))
+    if init is None:
+        first = pipeline.flatten(pipeline.init)[None]
+    elif isinstance(init, (np.ndarray, jax.Array, list, tuple)) and np.ndim(init) == 2:
+        first = np.asarray(init, np.float32)
+    else:
+        first = pipeline.flatten(init)[None]
+    if first.shape[-1] != low.size:
+        raise ValueError(f"init has {first.shape[-1]} parameters per start, the pipeline "
+                         f"{pipeline.name} has {low.size}")
+    if np.any(first < low) or np.any(first > high) or not np.all(np.isfinite(first)):
+        raise ValueError(f"init must lie within the pipeline's bounds "
+                         f"[{low.min():g}, {high.max():g}] (got {first.min():g}..{first.max():g})")
+    n = starts - len(first)
+    if n <= 0:
+        return first[:starts].astype(np.float32)
     rng = np.random.default_rng(seed)
-    n = starts - 1
     strata = (np.stack([rng.permutation(n) for _ in range(low.size)], axis=1)
-              + rng.random((n, low.size))) / max(n, 1)
+              + rng.random((n, low.size))) / n
     others = low + (high - low) * (0.1 + 0.8 * strata)
-    return np.concatenate([first[None], others]).astype(np.float32)
+    return np.concatenate([first, others]).astype(np.float32)
 
 
 def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: int = 4,
@@ -518,7 +571,8 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
       starts: optimisations run side by side (vmapped); the best is kept.
       lr: Adam learning rate on the unconstrained parameters.
       pipeline: a :class:`Pipeline`; default :data:`LAP`.
-      init: parameters of the first start (default the pipeline's neutral ones).
+      init: parameters of the first start (default the pipeline's neutral ones),
+        or ``[k, P]`` flat start points for the first ``k`` starts.
       patience, tol: stop when the best distance has not improved by more than
         ``tol`` for ``patience`` steps.
       progress: show a tqdm progress bar on stderr.
@@ -546,18 +600,22 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
     opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
     state = (u, opt_state, jnp.array(u), jnp.full((starts,), jnp.inf, jnp.float32))
 
-    history, trajectory = [], []
+    history, trajectory, elapsed = [], [], []
     best, since_best, stopped = np.inf, 0, False
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=steps, desc=f"tune {pipe.name}", unit="step", leave=False)
+        import sys
+
+        from tqdm import tqdm
+        bar = tqdm(total=steps, desc=f"tune {pipe.name}", unit="step", leave=False,
+                   file=sys.stderr)
     try:
         for _ in range(steps):
             trajectory.append(np.asarray(to_bounded(state[0], low, high)))
             *state, d = objective.step(*state)
             d = np.asarray(d, np.float64)
             history.append(d)
+            elapsed.append(time.perf_counter() - t0)
             current = float(np.nanmin(d)) if np.any(np.isfinite(d)) else np.inf
             if current < best - tol:
                 best, since_best = current, 0
@@ -583,6 +641,6 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
     history = np.stack(history)
     return TuneResult(params=params, distance=float(best_d[k]), history=history,
                       trajectory=np.stack(trajectory), steps=len(history),
-                      seconds=time.perf_counter() - t0, best_start=k,
+                      elapsed=np.asarray(elapsed), seconds=time.perf_counter() - t0, best_start=k,
                       initial_distance=float(history[0, k]), stopped_early=stopped,
                       pipeline=pipe)

@@ -1,0 +1,98 @@
+"""``stylejax tune`` end to end on tiny files, with a stand-in encoder injected
+in place of the shipped StyleX model (the command's plumbing is under test here;
+the optimiser and the model have their own tests)."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stylejax import cli, io, lap, tune
+
+SIZE = 40
+
+
+class TinyEncoder:
+    """Soft 12-bin histogram + two box-pyramid band log energies (differentiable)."""
+
+    min_size = 16
+
+    def embed(self, images):
+        x = jnp.asarray(images, jnp.float32)
+        centers = jnp.linspace(0.0, 1.0, 12)
+        hist = jnp.exp(-0.5 * ((x[..., None] - centers) * 12.0) ** 2).mean(axis=(1, 2))
+        feats, cur = [jnp.sqrt(hist / hist.sum(-1, keepdims=True)) - 0.3], x
+        for _ in range(2):
+            n, h, w = cur.shape
+            down = cur.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+            up = jnp.repeat(jnp.repeat(down, 2, axis=1), 2, axis=2)
+            feats.append(0.2 * (jnp.log(jnp.mean((cur - up) ** 2, axis=(1, 2)) + 1e-6)[:, None] + 7))
+            cur = down
+        return jnp.concatenate(feats, axis=-1)
+
+
+MODEL = TinyEncoder()
+
+
+def _raw(seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE] / SIZE
+    blobs = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 0.01)
+                for cx, cy in rng.uniform(0.1, 0.9, (6, 2)))
+    texture = rng.normal(size=(SIZE, SIZE)) * 0.05
+    return (500.0 * np.exp(-(1.0 + blobs + texture))).astype(np.float32)
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    shipped = tune.resolve_model
+    monkeypatch.setattr(tune, "resolve_model", lambda m: MODEL if m is None else shipped(m))
+    raw = tmp_path / "raw.npy"
+    np.save(raw, _raw(0))
+    style = lap.LAPParams(7.0, 3.0, 8.0)
+    ref8 = np.asarray(lap.process(_raw(1), style))
+    ref16 = np.asarray(lap.process(_raw(2), style))
+    io.write_image(tmp_path / "ref8.png", ref8, bits=8)
+    io.write_image(tmp_path / "ref16.tif", ref16, bits=16)
+    return tmp_path
+
+
+def test_tune_json_writes_outputs(files, capsys):
+    out = files / "out"
+    argv = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "ref8.png"),
+            str(files / "ref16.tif"), "--steps", "25", "--out", str(out), "--json"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # stdout holds exactly one JSON object
+    assert "tune lap" in captured.err  # the progress bar went to stderr
+    assert set(summary["params"]) == {"w", "l", "h"}
+    assert all(0.0 <= v <= 10.0 for v in summary["params"].values())
+    assert summary["distance"] < summary["initial_distance"]
+    assert 1 <= summary["steps"] <= 25 and summary["seconds"] > 0
+    for name in ("comparison.png", "trajectory.png", "result.json", "tuned_raw.png"):
+        assert (out / name).stat().st_size > 0
+    # The tuned image is LAP with the reported parameters, stored as 16-bit counts.
+    counts = io.read_image(out / "tuned_raw.png")
+    expected = np.asarray(lap.process(_raw(0), lap.LAPParams(**summary["params"])))
+    np.testing.assert_allclose(counts / 65535.0, expected, atol=2e-4)
+
+
+def test_references_are_mapped_to_unit_range(files):
+    from stylejax.commands.tune import read_inputs
+    _, refs = read_inputs([str(files / "raw.npy")],
+                          [str(files / "ref8.png"), str(files / "ref16.tif")], MODEL)
+    from PIL import Image
+    np.testing.assert_allclose(refs[0], np.asarray(Image.open(files / "ref8.png")) / 255.0,
+                               atol=1e-6)
+    assert refs[1].max() <= 1.0 and refs[1].dtype == np.float32
+
+
+def test_bad_reference_file_is_named(files, capsys):
+    io.write_image(files / "flat.png", np.full((SIZE, SIZE), 0.5, np.float32))
+    argv = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "flat.png"),
+            "--steps", "2", "--out", str(files / "o"), "--json"]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "flat.png" in captured.err and "constant" in captured.err
+    assert captured.out == ""
