@@ -20,6 +20,7 @@ Everything is ``jit``/``grad`` safe; shapes are checked statically.
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Sequence
 
 import jax
@@ -164,9 +165,14 @@ def propagate_masks(masks, plan: Sequence[tuple[str, str]], taps: Sequence[str]
     bad = [t for t in taps if t not in names]
     if bad:
         raise ValueError(f"taps {bad} are not layers of the extractor's plan")
-    m = jnp.asarray(masks, jnp.float32)
-    if m.ndim < 2:
-        raise ValueError(f"masks must be [D, H, W] or [H, W] (got shape {tuple(m.shape)})")
+    if np.ndim(masks) < 2:
+        raise ValueError(f"masks must be [D, H, W] or [H, W] (got shape {np.shape(masks)})")
+    return _propagate(jnp.asarray(masks, jnp.float32), tuple(map(tuple, plan)), tuple(taps))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _propagate(m, plan, taps):
+    names = [name for _, name in plan]
     wanted, out = set(taps), {}
     last = max(names.index(t) for t in taps)
     for kind, name in plan[: last + 1]:
@@ -235,6 +241,7 @@ def max_gram(grams) -> jax.Array:
     return g.max(axis=0)
 
 
+@jax.jit
 def histogram_specification(values, reference) -> jax.Array:
     """Give ``values`` the empirical distribution of ``reference`` (exact, rank based).
 

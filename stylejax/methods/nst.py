@@ -248,6 +248,17 @@ def default_driver(backend: str | None = None) -> str:
     return "python"
 
 
+def _fresh_state(init, image):
+    """``init(image)`` with a private, strongly typed copy of every leaf.
+
+    Optimiser states may alias the params or share one zeros buffer between leaves
+    (donating an aliased buffer twice is an error), and optax's line-search state starts
+    with weakly typed scalars that become strong after one step, which would compile the
+    step a second time.
+    """
+    return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.asarray(x).dtype), init(image))
+
+
 def optimize(loss_fn: Callable, image0, aux, config: NSTConfig, *, progress: bool = False,
              desc: str = "nst", clip: bool = True) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Minimise ``loss_fn(image, aux)`` over the image.
@@ -271,9 +282,7 @@ def optimize(loss_fn: Callable, image0, aux, config: NSTConfig, *, progress: boo
     step, init = make_step(loss_fn, config, clip)
     driver = default_driver() if config.driver == "auto" else config.driver
     image = jnp.array(image0, jnp.float32)  # a fresh buffer: it is donated
-    # A private copy of every leaf: optimiser states may alias the params or share one
-    # zeros buffer between leaves, and donating an aliased buffer twice is an error.
-    opt_state = jax.tree.map(jnp.copy, init(image))
+    opt_state = _fresh_state(init, image)
     losses, first = [], None
     with tqdm(total=config.steps, desc=desc, disable=not progress, file=sys.stderr,
               leave=False) as bar:
@@ -298,8 +307,7 @@ def optimize(loss_fn: Callable, image0, aux, config: NSTConfig, *, progress: boo
             if done % 10 == 0 or done == config.steps:
                 bar.set_postfix(loss=f"{value:.4g}")
     result = np.clip(np.asarray(image), 0.0, 1.0).astype(np.float32)
-    _, _, final = step(jnp.asarray(result), jax.tree.map(jnp.copy, init(jnp.asarray(result))),
-                       aux)
+    _, _, final = step(jnp.asarray(result), _fresh_state(init, jnp.asarray(result)), aux)
     losses.append(float(final))
     seconds = time.perf_counter() - start
     return result, np.asarray(losses, np.float64), seconds, first if first is not None else seconds
@@ -328,7 +336,9 @@ def _as_styles(style, content: np.ndarray) -> list[np.ndarray]:
         items = list(style)
     else:
         arr = np.asarray(style)
-        items = list(arr) if arr.ndim == content.ndim + 1 else [arr]
+        # a stack [S, H, W(, 3)]; a 3-D array ending in 3 channels is one RGB image
+        stacked = arr.ndim == content.ndim + 1 and not (arr.ndim == 3 and arr.shape[-1] == 3)
+        items = list(arr) if stacked else [arr]
     if not items:
         raise ValueError("at least one style image is needed")
     styles = [_as_image(s, f"style[{i}]") for i, s in enumerate(items)]

@@ -20,11 +20,13 @@ values in [0, 1] (``data_range`` 1 by default), and are ``jit``/``grad``/``vmap`
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylejax._checks import check_image
+from stylejax._checks import check_image, check_rank, is_concrete
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _SIGMA, _TRUNCATE, _K1, _K2 = 1.5, 3.5, 0.01, 0.03
@@ -39,17 +41,36 @@ def _gaussian_taps() -> np.ndarray:
 
 
 def _filter_valid(x: jax.Array) -> jax.Array:
-    """Separable Gaussian filter of ``[N, H, W]`` keeping only fully-covered positions."""
-    taps = _gaussian_taps()
-    h, w = x.shape[-2:]
-    k = WIN_SIZE
-    rows = sum(float(t) * x[:, i:i + h - k + 1, :] for i, t in enumerate(taps))
-    return sum(float(t) * rows[:, :, j:j + w - k + 1] for j, t in enumerate(taps))
+    """Separable Gaussian filter of ``[N, H, W, C]`` keeping only fully-covered positions.
+
+    Two 1-D convolutions with a channel-diagonal kernel: on XLA's CPU backend the dense
+    convolution path ran faster than a depthwise (grouped) one or shifted-slice sums,
+    and two ops compile quickly.
+    """
+    c = x.shape[-1]
+    taps = jnp.asarray(_gaussian_taps())
+    eye = jnp.eye(c, dtype=x.dtype)
+    dn = ("NHWC", "HWIO", "NHWC")
+    rows = taps[:, None, None, None] * eye  # [k, 1, C, C]
+    x = jax.lax.conv_general_dilated(x, rows, (1, 1), "VALID", dimension_numbers=dn)
+    cols = taps[None, :, None, None] * eye  # [1, k, C, C]
+    return jax.lax.conv_general_dilated(x, cols, (1, 1), "VALID", dimension_numbers=dn)
+
+
+def _check(x, name: str, min_size: int, **kwargs):
+    """``check_image`` for concrete arrays; rank and size only for tracers (under jit)."""
+    if is_concrete(x):
+        return check_image(x, name, min_rank=2, max_rank=3, min_size=min_size, **kwargs)
+    check_rank(x, name, min_rank=2, max_rank=3)
+    if min(np.shape(x)[-2:]) < min_size:
+        raise ValueError(f"{name} is too small: {np.shape(x)[-2]}x{np.shape(x)[-1]} pixels, "
+                         f"need at least {min_size}x{min_size}")
+    return x
 
 
 def _prepare(a, b, name_a: str, name_b: str, min_size: int):
-    check_image(a, name_a, min_rank=2, max_rank=3, min_size=min_size)
-    check_image(b, name_b, min_rank=2, max_rank=3, min_size=min_size)
+    _check(a, name_a, min_size)
+    _check(b, name_b, min_size)
     if np.shape(a) != np.shape(b):
         raise ValueError(f"{name_a} and {name_b} must have the same shape "
                          f"(got {tuple(np.shape(a))} and {tuple(np.shape(b))})")
@@ -65,10 +86,11 @@ def _ssim_maps(a: jax.Array, b: jax.Array, data_range: float):
     """Per-position luminance*cs (SSIM) and cs maps on the valid region, ``[N, h, w]``."""
     c1 = (_K1 * data_range) ** 2
     c2 = (_K2 * data_range) ** 2
-    mu_a, mu_b = _filter_valid(a), _filter_valid(b)
-    var_a = _filter_valid(a * a) - mu_a * mu_a
-    var_b = _filter_valid(b * b) - mu_b * mu_b
-    cov = _filter_valid(a * b) - mu_a * mu_b
+    stats = _filter_valid(jnp.stack([a, b, a * a, b * b, a * b], axis=-1))
+    mu_a, mu_b, e_aa, e_bb, e_ab = (stats[..., i] for i in range(5))
+    var_a = e_aa - mu_a * mu_a
+    var_b = e_bb - mu_b * mu_b
+    cov = e_ab - mu_a * mu_b
     cs = (2 * cov + c2) / (var_a + var_b + c2)
     lum = (2 * mu_a * mu_b + c1) / (mu_a * mu_a + mu_b * mu_b + c1)
     return lum * cs, cs
@@ -84,9 +106,14 @@ def ssim(a, b, *, data_range: float = 1.0) -> jax.Array:
       scalar for ``[H, W]`` inputs, ``[N]`` for batches; 1 means identical.
     """
     a, b, single = _prepare(a, b, "a", "b", WIN_SIZE)
-    s, _ = _ssim_maps(a, b, data_range)
-    out = s.mean(axis=(-2, -1))
+    out = _ssim_batch(a, b, float(data_range))
     return out[0] if single else out
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _ssim_batch(a, b, data_range):
+    s, _ = _ssim_maps(a, b, data_range)
+    return s.mean(axis=(-2, -1))
 
 
 def _avg_pool2(x: jax.Array) -> jax.Array:
@@ -109,6 +136,13 @@ def ms_ssim(a, b, *, data_range: float = 1.0, weights=MS_SSIM_WEIGHTS) -> jax.Ar
     scales = len(weights)
     min_size = WIN_SIZE * 2 ** (scales - 1)
     a, b, single = _prepare(a, b, "a", "b", min_size)
+    out = _ms_ssim_batch(a, b, float(data_range), tuple(float(x) for x in weights))
+    return out[0] if single else out
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _ms_ssim_batch(a, b, data_range, weights):
+    scales = len(weights)
     w = jnp.asarray(weights, jnp.float32)
     terms = []
     for scale in range(scales):
@@ -119,8 +153,7 @@ def ms_ssim(a, b, *, data_range: float = 1.0, weights=MS_SSIM_WEIGHTS) -> jax.Ar
             terms.append(cs.mean(axis=(-2, -1)))
             a, b = _avg_pool2(a), _avg_pool2(b)
     stacked = jax.nn.relu(jnp.stack(terms, axis=-1))  # [N, scales]
-    out = jnp.prod(stacked ** w, axis=-1)
-    return out[0] if single else out
+    return jnp.prod(stacked ** w, axis=-1)
 
 
 def psnr(a, b, *, data_range: float = 1.0) -> jax.Array:
@@ -151,7 +184,7 @@ def cw_ssim(a, b, dist_map, *, data_range: float = 1.0) -> jax.Array:
     Returns:
       scalar or ``[N]``.
     """
-    check_image(dist_map, "dist_map", min_rank=2, max_rank=3, nonnegative=True)
+    _check(dist_map, "dist_map", 1, nonnegative=True)
     if np.shape(dist_map)[-2:] != np.shape(a)[-2:]:
         raise ValueError(f"dist_map size {tuple(np.shape(dist_map)[-2:])} does not match the "
                          f"images {tuple(np.shape(a)[-2:])}")

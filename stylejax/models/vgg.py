@@ -79,12 +79,40 @@ def max_pool2(x: jax.Array) -> jax.Array:
     return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+class Conv3x3(nnx.Module):
+    """Parameters of one 3x3 convolution: ``kernel [3, 3, Cin, Cout]`` (HWIO), ``bias [Cout]``."""
+
+    def __init__(self, kernel, bias):
+        self.kernel = nnx.Param(jnp.asarray(kernel, jnp.float32))
+        self.bias = nnx.Param(jnp.asarray(bias, jnp.float32))
+
+    def __call__(self, x):
+        return conv3x3(x, self.kernel[...], self.bias[...])
+
+
+def he_normal_tensors(arch: str, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Random ``{conv: (kernel, bias)}``: He-normal kernels (std sqrt(2 / fan_in)), zero bias.
+
+    Drawn with numpy: a per-shape JAX initialiser would compile one XLA program per layer
+    shape, which dominated start-up time on CPU.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, (kshape, bshape) in weight_io.conv_shapes(arch).items():
+        fan_in = kshape[0] * kshape[1] * kshape[2]
+        kernel = rng.standard_normal(kshape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        out[name] = (kernel, np.zeros(bshape, np.float32))
+    return out
+
+
 class VGG(nnx.Module):
     """VGG16/VGG19 convolutional trunk returning named feature maps.
 
     Args:
       arch: ``"vgg16"`` or ``"vgg19"``.
-      rngs: ``nnx.Rngs`` for the (He-normal) initialisation used when no weights are loaded.
+      tensors: ``{conv_name: (kernel_hwio, bias)}`` (see ``stylejax.models.weights``);
+        None draws He-normal weights from ``seed`` (:func:`he_normal_tensors`).
+      seed: seed for the random weights.
       remat: default for ``jax.checkpoint`` per block (overridable per call).
     Attributes:
       plan: ``((kind, name), ...)`` layer sequence, kind in ``conv``/``relu``/``pool``; the
@@ -96,36 +124,19 @@ class VGG(nnx.Module):
     style_taps = STYLE_TAPS
     content_taps = CONTENT_TAPS
 
-    def __init__(self, arch: str = "vgg19", *, rngs: nnx.Rngs, remat: bool = False):
+    def __init__(self, arch: str = "vgg19", *, tensors: dict | None = None, seed: int = 0,
+                 remat: bool = False):
         self.arch = arch
         self.remat = bool(remat)
         self.plan = tuple((kind, name) for kind, name, _ in weight_io.layer_plan(arch))
-        init = nnx.initializers.he_normal()
-        for name, (kshape, _) in weight_io.conv_shapes(arch).items():
-            setattr(self, name, nnx.Conv(kshape[2], kshape[3], (3, 3), padding="SAME",
-                                         kernel_init=init, rngs=rngs))
+        tensors = he_normal_tensors(arch, seed) if tensors is None else tensors
+        _check_tensors(arch, tensors)
+        for name in weight_io.conv_shapes(arch):
+            setattr(self, name, Conv3x3(*tensors[name]))
 
     @property
     def taps(self) -> tuple[str, ...]:
         return tuple(name for _, name in self.plan)
-
-    def load_weights(self, tensors: dict) -> "VGG":
-        """Copy ``{conv_name: (kernel_hwio, bias)}`` (see ``stylejax.models.weights``) in place."""
-        expected = weight_io.conv_shapes(self.arch)
-        unknown = sorted(set(tensors) - set(expected))
-        missing = sorted(set(expected) - set(tensors))
-        if unknown or missing:
-            raise ValueError(f"{self.arch} weights: missing {missing or 'none'}, "
-                             f"unexpected {unknown or 'none'}")
-        for name, (kernel, bias) in tensors.items():
-            kshape, bshape = expected[name]
-            if tuple(np.shape(kernel)) != kshape or tuple(np.shape(bias)) != bshape:
-                raise ValueError(f"{name}: kernel {tuple(np.shape(kernel))} / bias "
-                                 f"{tuple(np.shape(bias))}, expected {kshape} / {bshape}")
-            conv = getattr(self, name)
-            conv.kernel[...] = jnp.asarray(kernel, jnp.float32)
-            conv.bias[...] = jnp.asarray(bias, jnp.float32)
-        return self
 
     def _check_taps(self, taps) -> tuple[str, ...]:
         if isinstance(taps, str):
@@ -180,6 +191,20 @@ class VGG(nnx.Module):
         return {t: out[t] for t in taps}
 
 
+def _check_tensors(arch: str, tensors: dict) -> None:
+    expected = weight_io.conv_shapes(arch)
+    unknown = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(tensors))
+    if unknown or missing:
+        raise ValueError(f"{arch} weights: missing {missing or 'none'}, "
+                         f"unexpected {unknown or 'none'}")
+    for name, (kernel, bias) in tensors.items():
+        kshape, bshape = expected[name]
+        if tuple(np.shape(kernel)) != kshape or tuple(np.shape(bias)) != bshape:
+            raise ValueError(f"{arch} {name}: kernel {tuple(np.shape(kernel))} / bias "
+                             f"{tuple(np.shape(bias))}, expected {kshape} / {bshape}")
+
+
 def _make_block(block, wanted):
     """A pure function ``(x, params) -> (x, {tap: x})`` running one block's layers."""
 
@@ -203,12 +228,11 @@ def _build(arch: str, weights, *, remat: bool, seed: int) -> VGG:
     if weights is None:
         raise ValueError(f"{arch}: pass weights= a .safetensors/.h5 path, 'imagenet' "
                          "(download, cached), or 'random' (explicit, untrained)")
-    model = VGG(arch, rngs=nnx.Rngs(seed), remat=remat)
     if isinstance(weights, str) and weights == "random":
         warnings.warn(f"{arch} with random weights: features are untrained (fine for tests "
                       "and texture statistics, not a substitute for ImageNet weights)",
                       UserWarning, stacklevel=3)
-        return model
+        return VGG(arch, seed=seed, remat=remat)
     if isinstance(weights, str) and weights == "imagenet":
         tensors = weight_io.load_file(weight_io.fetch_imagenet(arch), arch)
     elif isinstance(weights, dict):
@@ -218,7 +242,7 @@ def _build(arch: str, weights, *, remat: bool, seed: int) -> VGG:
     else:
         raise ValueError(f"{arch}: weights must be a path, 'imagenet', 'random' or a dict "
                          f"of tensors (got {type(weights).__name__})")
-    return model.load_weights(tensors)
+    return VGG(arch, tensors=tensors, remat=remat)
 
 
 def vgg19(weights, *, remat: bool = False, seed: int = 0) -> VGG:
@@ -227,9 +251,9 @@ def vgg19(weights, *, remat: bool = False, seed: int = 0) -> VGG:
     Args:
       weights: path to a ``.safetensors`` (torchvision/timm keys) or flaxmodels ``.h5``
         file; ``"imagenet"`` (download once, cached, sha256-checked); ``"random"``
-        (He-normal init, emits a UserWarning); or ``{conv_name: (kernel_hwio, bias)}``.
+        (He-normal, emits a UserWarning); or ``{conv_name: (kernel_hwio, bias)}``.
       remat: checkpoint each block by default.
-      seed: initialisation seed for ``"random"``.
+      seed: seed of the He-normal weights for ``"random"``.
     Returns:
       :class:`VGG`.
     """
