@@ -1,0 +1,121 @@
+"""Positive pairs share their style exactly; only geometry differs between views."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stylejax import lap
+from stylejax.data import pairs
+
+RAW = 64
+SIZE = 32
+
+
+def _raw_images(n, seed=0):
+    """Positive, smooth-ish raw images (attenuation of a random field)."""
+    rng = np.random.default_rng(seed)
+    field = rng.random((n, RAW // 8, RAW // 8))
+    field = np.kron(field, np.ones((8, 8))) + 0.1 * rng.random((n, RAW, RAW))
+    return (1000.0 * np.exp(-2.0 * field)).astype(np.float32)
+
+
+def _np_orient(x, k):
+    # Independent spelling of pairs.dihedral: bit 0 transpose, bit 1 flip rows,
+    # bit 2 flip columns.
+    if k & 1:
+        x = np.transpose(x)
+    if k & 2:
+        x = np.flipud(x)
+    if k & 4:
+        x = np.fliplr(x)
+    return x
+
+
+@pytest.fixture(scope="module")
+def exact_pairs():
+    """Pairs with crop side == view side (no resampling), so slicing is the reference."""
+    raw = _raw_images(6)
+    a = raw
+    b = raw[[1, 1, 3, 2, 5, 0]]  # pair 1: two crops of one image; others: different images
+    prestyled = np.array([False, False, False, False, True, False])
+    a = a.copy()
+    b = b.copy()
+    styled_host = np.clip(np.random.default_rng(3).random((2, RAW, RAW)), 0, 1).astype(np.float32)
+    a[4], b[4] = styled_host
+    spec = pairs.PairSpec(image_size=SIZE, crop_scale=(0.5, 0.5))
+    fn = jax.jit(lambda k, a, b, s: pairs.make_pairs(k, a, b, s, spec, pairs.training_styles()))
+    v1, v2, info = fn(jax.random.key(7), jnp.asarray(a), jnp.asarray(b), jnp.asarray(prestyled))
+    return a, b, prestyled, np.asarray(v1), np.asarray(v2), jax.tree.map(np.asarray, info)
+
+
+def test_views_are_crops_of_identically_styled_images(exact_pairs):
+    a, b, prestyled, v1, v2, info = exact_pairs
+    assert v1.shape == v2.shape == (6, SIZE, SIZE)
+    np.testing.assert_allclose(info["side"], SIZE)
+    for i in range(6):
+        if prestyled[i]:
+            styled_a, styled_b = a[i], b[i]
+        else:
+            w, l, h = (float(v) for v in info["styles"][i])
+            params = lap.LAPParams(w=w, l=l, h=h)  # one style for both views
+            styled_a = np.asarray(lap.process(a[i], params))
+            styled_b = np.asarray(lap.process(b[i], params))
+        for view, styled, o, k in ((v1, styled_a, info["origin1"][i], info["orient1"][i]),
+                                   (v2, styled_b, info["origin2"][i], info["orient2"][i])):
+            r, c = int(o[0]), int(o[1])
+            assert 0 <= r <= RAW - SIZE and 0 <= c <= RAW - SIZE
+            expected = _np_orient(styled[r:r + SIZE, c:c + SIZE], int(k))
+            np.testing.assert_allclose(view[i], expected, atol=2e-5)
+
+
+def test_styles_come_from_the_even_training_grid(exact_pairs):
+    styles = exact_pairs[-1]["styles"]
+    assert styles.shape == (6, 3)
+    assert np.all(np.isin(styles, [0, 2, 4, 6, 8, 10]))
+    grid = np.asarray(pairs.training_styles())
+    assert grid.shape == (216, 3)
+
+
+def test_views_have_no_intensity_jitter_and_stay_in_unit_range(exact_pairs):
+    _, _, _, v1, v2, info = exact_pairs
+    assert v1.min() >= 0 and v1.max() <= 1 and v2.min() >= 0 and v2.max() <= 1
+    # A pair of the same image whose two views happen to share geometry would be identical;
+    # build that case explicitly with cut_views and a resampling crop.
+    img = jnp.asarray(np.random.default_rng(0).random((1, RAW, RAW)), jnp.float32)
+    geom = dict(side=jnp.array([45.3]), origin1=jnp.array([[5.0, 9.0]]),
+                origin2=jnp.array([[5.0, 9.0]]), orient1=jnp.array([3]), orient2=jnp.array([3]))
+    spec = pairs.PairSpec(image_size=SIZE, crop_scale=(0.3, 1.0))
+    w1, w2 = pairs.cut_views(img, img, geom, spec)
+    np.testing.assert_array_equal(np.asarray(w1), np.asarray(w2))
+
+
+def test_resampled_crops_share_the_scale():
+    raw = jnp.asarray(_raw_images(4, seed=1))
+    spec = pairs.PairSpec(image_size=SIZE, crop_scale=(0.5, 1.0))
+    g = pairs.sample_geometry(jax.random.key(0), 4, (RAW, RAW), spec)
+    side = np.asarray(g["side"])
+    assert side.shape == (4,) and np.all(side >= 0.5 * RAW) and np.all(side <= RAW)
+    for o in (g["origin1"], g["origin2"]):
+        o = np.asarray(o)
+        assert np.all(o >= 0) and np.all(o + side[:, None] <= RAW + 1e-3)
+        assert np.all(o == np.floor(o))
+    v1, v2 = pairs.cut_views(raw, raw, g, spec)
+    assert v1.shape == (4, SIZE, SIZE)
+
+
+def test_dihedral_covers_the_eight_symmetries():
+    x = jnp.arange(9.0).reshape(3, 3)
+    outs = {tuple(np.asarray(pairs.dihedral(x, jnp.int32(k))).ravel()) for k in range(8)}
+    ref = set()
+    for k in range(4):
+        r = np.rot90(np.arange(9.0).reshape(3, 3), k)
+        ref |= {tuple(r.ravel()), tuple(np.fliplr(r).ravel())}
+    assert outs == ref
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="crop_scale"):
+        pairs.PairSpec(crop_scale=(0.8, 0.5)).validate()
+    with pytest.raises(ValueError, match="image_size"):
+        pairs.PairSpec(image_size=8).validate()
