@@ -89,6 +89,8 @@ class EvalConfig:
       perplexity: t-SNE perplexity (capped at ``(N - 1) / 3`` for small sets).
       batch_size: images per ``embed`` call.
       fig4_styles: vendor styles shown in Fig. 4; the first is the reference style.
+      baseline_figures: also draw Fig. 3 for the baselines (the encoder under test
+        always gets Fig. 3 and Fig. 4).
     """
 
     size: int = 256
@@ -98,11 +100,14 @@ class EvalConfig:
     perplexity: float = 30.0
     batch_size: int = 16
     fig4_styles: tuple[int, ...] = (0, 7, 13, 18, 29)
+    baseline_figures: bool = True
 
     @classmethod
     def quick(cls, **overrides) -> "EvalConfig":
-        """Seconds-scale settings for tests and CI: 3 phantoms of 64 px."""
-        return dataclasses.replace(cls(size=64, contents=3, tsne_iters=500), **overrides)
+        """Seconds-scale settings for tests and CI: 3 phantoms of 64 px, figures of the
+        encoder under test only."""
+        return dataclasses.replace(cls(size=64, contents=3, tsne_iters=500,
+                                       baseline_figures=False), **overrides)
 
     def validate(self) -> "EvalConfig":
         if self.size < 32:
@@ -276,8 +281,7 @@ def sweep_metrics(z, s: StyleSet, metric: str, cfg: EvalConfig):
     # Reference: the first style (value 0) on the next phantom, i.e. non-matching content.
     first = np.flatnonzero(s.style == 0)
     ref = first[(s.content + 1) % contents]
-    d = np.array([E.pairwise_distances(z[i:i + 1], z[r:r + 1], metric)[0, 0]
-                  for i, r in zip(range(len(z)), ref)])
+    d = E.paired_distances(z, z[ref], metric)
     medians = {v: np.median(coord[s.value == v]) for v in SWEEP_VALUES}
     odd = [v for v in SWEEP_VALUES if int(v) % 2 == 1]
     between = [min(medians[v - 1], medians[v + 1]) <= medians[v] <= max(medians[v - 1],
@@ -468,8 +472,9 @@ def evaluate(encoder, out_dir: str, cfg: EvalConfig | None = None, *, baselines=
             metrics, tsne = evaluate_embeddings(emb, sets, encoder_metric(enc), cfg, bar)
             results[name] = metrics
             timing[name] = time.time() - t
-            figures.append(F.figure3(os.path.join(out_dir, f"fig3_{name}.png"), sets, tsne,
-                                     metrics, title=name))
+            if name == main or cfg.baseline_figures:
+                figures.append(F.figure3(os.path.join(out_dir, f"fig3_{name}.png"), sets, tsne,
+                                         metrics, title=name))
             if name == main:
                 figures.append(F.figure4(os.path.join(out_dir, f"fig4_{name}.png"),
                                          sets["vendor"], emb["vendor"], encoder_metric(enc),

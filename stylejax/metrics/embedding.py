@@ -93,6 +93,18 @@ def pairwise_distances(a, b=None, metric: str = "euclidean") -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
+def paired_distances(a, b, metric: str = "euclidean") -> np.ndarray:
+    """Distance between corresponding rows: ``[N, D], [N, D] -> [N]``."""
+    _check_metric(metric)
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"paired embeddings must both be [N, D] (got {a.shape} and {b.shape})")
+    if metric == "cosine":
+        return np.maximum(1.0 - np.sum(normalize_rows(a) * normalize_rows(b), axis=1), 0.0)
+    return np.linalg.norm(a - b, axis=1)
+
+
 # ----------------------------------------------------------------------------
 # t-SNE.
 # ----------------------------------------------------------------------------
@@ -210,9 +222,16 @@ def _optimize(p, y0, learning_rate, exaggeration, n_iter: int, exaggeration_iter
 def _pca_init(x, dim: int) -> np.ndarray:
     """First ``dim`` principal components, scaled to std 1e-4 (deterministic signs)."""
     xc = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    pcs = u[:, :dim] * s[:dim]
-    if pcs.shape[1] < dim:  # fewer informative directions than output dimensions
+    n, d = xc.shape
+    # Eigen-decompose the smaller of the two Gram matrices (N x N or D x D).
+    if n <= d:
+        evals, evecs = np.linalg.eigh(xc @ xc.T)
+        order = np.argsort(evals)[::-1][:dim]
+        pcs = evecs[:, order] * np.sqrt(np.maximum(evals[order], 0.0))
+    else:
+        evals, evecs = np.linalg.eigh(xc.T @ xc)
+        pcs = xc @ evecs[:, np.argsort(evals)[::-1][:dim]]
+    if pcs.shape[1] < dim:  # fewer input dimensions than output dimensions
         pcs = np.pad(pcs, ((0, 0), (0, dim - pcs.shape[1])))
     # Fix each component's sign so the largest-magnitude coordinate is positive.
     idx = np.argmax(np.abs(pcs), axis=0)

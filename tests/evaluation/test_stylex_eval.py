@@ -1,5 +1,7 @@
 """Tests for the StyleX evaluation experiment and the evaluate-stylex command."""
 
+import contextlib
+import io
 import json
 import os
 
@@ -14,19 +16,31 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """One quick CLI run with the handcrafted baseline as the encoder under test."""
+    """One quick CLI run of a tiny random StyleX model saved to disk, with both baselines."""
+    from flax import nnx
+
+    from stylejax.metrics.stylex import StyleX
+    from stylejax.models.simsiam import StyleEncoder
+
+    model_dir = tmp_path_factory.mktemp("model")
+    StyleX.from_encoder(StyleEncoder(width=4, dim=16, rngs=nnx.Rngs(0)), embed_size=64,
+                        info={"config": "tiny-test"}).save(str(model_dir))
     out = tmp_path_factory.mktemp("eval")
-    code = cli.main(["evaluate-stylex", "--encoder", "handcrafted", "--quick",
-                     "--out", str(out), "--no-progress"])
-    return code, out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["evaluate-stylex", "--model", str(model_dir), "--quick",
+                         "--out", str(out), "--no-progress"])
+    return code, out, printed.getvalue()
 
 
-def test_cli_quick_writes_metrics_and_figures(quick_run, capsys):
-    code, out = quick_run
+def test_cli_quick_writes_metrics_and_figures(quick_run):
+    code, out, printed = quick_run
     assert code == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert report["main"] == "handcrafted"
-    assert set(report["encoders"]) == {"handcrafted", "gram"}
+    assert report["main"] == "stylex"
+    assert set(report["encoders"]) == {"stylex", "handcrafted", "gram"}
+    assert report["encoders"]["stylex"]["metric"] == "cosine"
+    assert report["encoders"]["stylex"]["info"]["config"] == "tiny-test"
     for name, entry in report["encoders"].items():
         missing = set(ev.METRIC_NAMES) - set(entry["metrics"])
         assert not missing, f"{name} lacks {missing}"
@@ -35,16 +49,17 @@ def test_cli_quick_writes_metrics_and_figures(quick_run, capsys):
             assert value is None or -1.0 <= value <= 1.0, (name, key, value)
     assert [row["metric"] for row in report["table"]] == list(ev.METRIC_NAMES)
     assert len(report["verdicts"]) == len(ev.METRIC_NAMES)
+    assert "retrieval_lapx" in printed and "handcrafted" in printed and "best" in printed
     assert report["config"]["content_seeds"] == [0, 1, 2]
     assert report["config"]["heldout_vendor_styles"] == [3, 10, 18, 25]
-    for name in ("fig3_handcrafted.png", "fig4_handcrafted.png", "fig3_gram.png"):
-        assert name in report["figures"]
+    assert sorted(report["figures"]) == ["fig3_stylex.png", "fig4_stylex.png"]  # quick mode
+    for name in report["figures"]:
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_handcrafted_retrieves_extreme_lap_styles(quick_run):
     # LAP-x styles differ by 4x band gains and window widths: global statistics see that.
-    _, out = quick_run
+    _, out, _ = quick_run
     m = json.loads((out / "metrics.json").read_text())["encoders"]["handcrafted"]["metrics"]
     assert m["retrieval_lapx"] >= 0.9
     assert m["auc_lapx"] >= 0.9

@@ -191,3 +191,19 @@ def test_content_invariance_auc():
     assert E.content_invariance_auc(content_driven, styles, contents) == 0.0
     same_style, same_content = E.style_content_pairs(styles, contents)
     assert len(same_style) == 3 * 6 and len(same_content) == 4 * 3
+
+
+def test_paired_distances_and_pca_init():
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    full = E.pairwise_distances(a, b, metric="cosine")
+    np.testing.assert_allclose(E.paired_distances(a, b, "cosine"), np.diag(full), atol=1e-12)
+    np.testing.assert_allclose(E.paired_distances(a, b), np.linalg.norm(a - b, axis=1))
+    # PCA initialisation spans the same axis whichever Gram matrix is decomposed.
+    x = rng.normal(size=(8, 3)) * np.array([5.0, 1.0, 0.2])
+    wide = np.concatenate([x, np.zeros((8, 20))], 1)  # N < D route
+    for y in (E._pca_init(x, 1), E._pca_init(wide, 1)):
+        _, _, vt = np.linalg.svd(x - x.mean(0))
+        ref = (x - x.mean(0)) @ vt[0]
+        assert abs(np.corrcoef(y[:, 0], ref)[0, 1]) == pytest.approx(1.0, abs=1e-9)
+        assert y[:, 0].std() == pytest.approx(1e-4)
