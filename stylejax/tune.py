@@ -322,8 +322,9 @@ def _normalize(e, axis=-1):
 # reuses one compiled program.
 # ----------------------------------------------------------------------------
 
-def _distances(pipeline, embed, model_arg, xs, target, p):
-    """``p [S, P]`` bounded flat parameters -> ``[S]`` distances ``1 - cos``."""
+def _mean_embeddings(pipeline, embed, model_arg, xs, p):
+    """``p [S, P]`` bounded flat parameters -> ``[S, D]`` mean normalised embedding
+    of the raw images styled with each candidate."""
     unravel = ravel_pytree(_as_float_tree(pipeline.init))[1]
     total, count = 0.0, 0
     for x in xs:  # one group per image size
@@ -331,10 +332,21 @@ def _distances(pipeline, embed, model_arg, xs, target, p):
         e = _normalize(embed(model_arg, styled.reshape((-1,) + styled.shape[2:])))
         total = total + e.reshape(p.shape[0], x.shape[0], -1).sum(axis=1)
         count += x.shape[0]
-    return 1.0 - jnp.sum(_normalize(total / count) * _normalize(target), axis=-1)
+    return total / count
+
+
+def cosine_distance(mean_embedding, target):
+    """``1 - cos`` between ``[..., D]`` mean embeddings and a ``[D]`` target."""
+    return 1.0 - jnp.sum(_normalize(mean_embedding) * _normalize(target), axis=-1)
+
+
+def _distances(pipeline, embed, model_arg, xs, target, p):
+    """``p [S, P]`` bounded flat parameters -> ``[S]`` distances ``1 - cos``."""
+    return cosine_distance(_mean_embeddings(pipeline, embed, model_arg, xs, p), target)
 
 
 _distances_jit = jax.jit(_distances, static_argnums=(0, 1))
+_mean_embeddings_jit = jax.jit(_mean_embeddings, static_argnums=(0, 1))
 
 
 def _embed_call(embed, model_arg, images):
@@ -413,17 +425,7 @@ class Objective:
         p = self.pipeline.unflatten(self.pipeline.flatten(params))
         return [np.asarray(_apply_jit(self.pipeline, x, p)) for x in self._xs]
 
-    def __call__(self, params, *, chunk: int = 32):
-        """Distances of candidate parameters (forward only).
-
-        Args:
-          params: ``[P]`` or ``[S, P]`` flat parameters (order :meth:`Pipeline.names`),
-            or a parameter pytree.
-          chunk: candidates per compiled call (the last chunk is padded so that
-            every call has the same shape and compiles once).
-        Returns:
-          ``[S]`` float64 distances ``1 - cos`` (a float for one candidate).
-        """
+    def _chunks(self, params, chunk, fn):
         if not isinstance(params, (np.ndarray, jax.Array, list, tuple)):
             params = self.pipeline.flatten(params)
         p = np.asarray(params, np.float32)
@@ -436,13 +438,33 @@ class Objective:
         for start in range(0, p.shape[0], size):
             block = p[start:start + size]
             pad = size - block.shape[0]
-            if pad:
+            if pad:  # same shape for every call: one compilation
                 block = np.concatenate([block, np.repeat(block[-1:], pad, axis=0)])
-            d = _distances_jit(self.pipeline, self._embed, self._model_arg, self._xs,
-                               self.target, jnp.asarray(block))
-            out.append(np.asarray(d, np.float64)[:size - pad])
-        d = np.concatenate(out)
-        return float(d[0]) if single else d
+            out.append(np.asarray(fn(jnp.asarray(block)), np.float64)[:size - pad])
+        out = np.concatenate(out)
+        return out[0] if single else out
+
+    def mean_embeddings(self, params, *, chunk: int = 32) -> np.ndarray:
+        """Mean normalised embedding ``[S, D]`` (or ``[D]``) of the raw images styled
+        with each candidate; :func:`cosine_distance` to any target gives its distance.
+        """
+        return self._chunks(params, chunk, lambda p: _mean_embeddings_jit(
+            self.pipeline, self._embed, self._model_arg, self._xs, p))
+
+    def __call__(self, params, *, chunk: int = 32):
+        """Distances of candidate parameters (forward only).
+
+        Args:
+          params: ``[P]`` or ``[S, P]`` flat parameters (order :meth:`Pipeline.names`),
+            or a parameter pytree.
+          chunk: candidates per compiled call (the last chunk is padded so that
+            every call has the same shape and compiles once).
+        Returns:
+          ``[S]`` float64 distances ``1 - cos`` (a float for one candidate).
+        """
+        d = self._chunks(params, chunk, lambda p: _distances_jit(
+            self.pipeline, self._embed, self._model_arg, self._xs, self.target, p))
+        return float(d) if np.ndim(d) == 0 else d
 
     def value_and_grad(self, params):
         """Distance and its gradient w.r.t. the bounded flat parameters ``[P]``.
