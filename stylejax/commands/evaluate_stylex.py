@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 EXAMPLE = """example:
@@ -30,8 +31,8 @@ def register(subparsers):
     parser.add_argument("--model", metavar="DIR",
                         help="saved StyleX model or training run (default: the shipped model)")
     parser.add_argument("--encoder", choices=("stylex", "handcrafted", "gram"), default="stylex",
-                        help="encoder under test (default stylex; a baseline name evaluates "
-                             "that baseline alone as the main encoder)")
+                        help="encoder under test (default stylex; a baseline name puts that "
+                             "baseline under test, compared with the other one)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--quick", action="store_true",
                         help="3 phantoms of 64 px and shorter t-SNE (tests, CI)")
@@ -55,6 +56,22 @@ def _load_encoder(args):
     return stylex.load(args.model) if args.model else stylex.load_pretrained()
 
 
+def _command_line(args) -> str:
+    """The command that reproduces this evaluation, for metrics.json."""
+    parts = ["stylejax", "evaluate-stylex"]
+    if args.model:
+        parts += ["--model", args.model]
+    if args.encoder != "stylex":
+        parts += ["--encoder", args.encoder]
+    parts += ["--out", args.out]
+    if args.quick:
+        parts.append("--quick")
+    for flag in ("size", "contents"):
+        if getattr(args, flag) is not None:
+            parts += [f"--{flag}", str(getattr(args, flag))]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def run(args) -> int:
     from stylejax.evaluation import stylex_eval as ev
 
@@ -67,7 +84,8 @@ def run(args) -> int:
     if args.contents is not None:
         overrides["contents"] = args.contents
     cfg = ev.EvalConfig.quick(**overrides) if args.quick else ev.EvalConfig(**overrides)
-    report = ev.evaluate(encoder, args.out, cfg, progress=not args.no_progress)
+    command = _command_line(args)
+    report = ev.evaluate(encoder, args.out, cfg, progress=not args.no_progress, command=command)
     if args.json:
         print(json.dumps(report, default=str))
         return 0

@@ -423,7 +423,7 @@ def _check_unseen(encoder, cfg: EvalConfig):
 
 
 def evaluate(encoder, out_dir: str, cfg: EvalConfig | None = None, *, baselines=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, command: str | None = None) -> dict:
     """Run the evaluation of ``encoder`` and its baselines; write figures and metrics.json.
 
     Args:
@@ -437,9 +437,10 @@ def evaluate(encoder, out_dir: str, cfg: EvalConfig | None = None, *, baselines=
         :func:`stylejax.metrics.baselines.baselines`); one named like ``encoder``
         is skipped.
       progress: show a progress bar on stderr.
+      command: the command line that ran the evaluation, recorded for reproduction.
     Returns:
-      The dict written to ``metrics.json`` (``config``, ``main``, ``encoders``,
-      ``targets``, ``table``, ``verdicts``, ``figures``, ``seconds``).
+      The dict written to ``metrics.json`` (``command``, ``config``, ``main``,
+      ``encoders``, ``targets``, ``table``, ``verdicts``, ``figures``, ``seconds``).
     """
     from tqdm import tqdm
 
@@ -482,6 +483,7 @@ def evaluate(encoder, out_dir: str, cfg: EvalConfig | None = None, *, baselines=
 
     rows, verdicts = compare(results, main)
     report = {
+        "command": command,
         "config": {**dataclasses.asdict(cfg), "content_seeds": content_seeds(cfg),
                    "sweep_values": list(SWEEP_VALUES), "fixed_value": FIXED_VALUE,
                    "heldout_vendor_styles": [int(s) for s in

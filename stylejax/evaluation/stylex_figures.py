@@ -142,7 +142,7 @@ def figure4(path: str, vendor, z, metric: str, styles, content=(0, 1), title: st
         return int(hit[0])
 
     ref = index(styles[0], content[0])
-    fig, axes = plt.subplots(2, len(styles), figsize=(2.4 * len(styles), 5.6),
+    fig, axes = plt.subplots(2, len(styles), figsize=(2.0 * len(styles), 4.8),
                              layout="constrained", squeeze=False)
     for row, c in enumerate(content):
         for col, style in enumerate(styles):

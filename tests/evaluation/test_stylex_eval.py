@@ -38,6 +38,8 @@ def test_cli_quick_writes_metrics_and_figures(quick_run):
     assert code == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["main"] == "stylex"
+    assert report["command"].startswith("stylejax evaluate-stylex --model ")
+    assert report["command"].endswith(" --quick")
     assert set(report["encoders"]) == {"stylex", "handcrafted", "gram"}
     assert report["encoders"]["stylex"]["metric"] == "cosine"
     assert report["encoders"]["stylex"]["info"]["config"] == "tiny-test"
@@ -110,6 +112,8 @@ def test_metrics_of_oracle_and_content_encoders():
     bad, _ = ev.evaluate_embeddings({k: content_oracle(s) for k, s in sets.items()}, sets,
                                     "euclidean", cfg)
     assert bad["auc_content"] == 0.0
+    assert min(bad[f"odd_between_{p}"] for p in ev.PARAMS) < 1.0
+    assert max(bad[f"spearman_tsne_{p}"] for p in ev.PARAMS) < 0.5
     assert bad["silhouette_lapx"] < 0
     assert bad["retrieval_lapx"] < 0.5
 
