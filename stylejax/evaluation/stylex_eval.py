@@ -449,7 +449,8 @@ def evaluate(encoder, out_dir: str, cfg: EvalConfig | None = None, *, baselines=
 
     cfg = (cfg or EvalConfig()).validate()
     if not hasattr(encoder, "embed"):
-        raise ValueError(f"encoder must have an embed(images) method (got {type(encoder).__name__})")
+        raise ValueError(f"encoder must have an embed(images) method "
+                         f"(got {type(encoder).__name__})")
     _check_unseen(encoder, cfg)
     main = encoder_name(encoder)
     encoders = {main: encoder}
@@ -482,12 +483,13 @@ def evaluate(encoder, out_dir: str, cfg: EvalConfig | None = None, *, baselines=
                                          cfg.fig4_styles, title=name))
 
     rows, verdicts = compare(results, main)
+    vendor = sets["vendor"]
     report = {
         "command": command,
         "config": {**dataclasses.asdict(cfg), "content_seeds": content_seeds(cfg),
                    "sweep_values": list(SWEEP_VALUES), "fixed_value": FIXED_VALUE,
-                   "heldout_vendor_styles": [int(s) for s in
-                                             np.unique(sets["vendor"].style[sets["vendor"].held_out])]},
+                   "heldout_vendor_styles": sorted({int(s) for s in
+                                                    vendor.style[vendor.held_out]})},
         "main": main,
         "encoders": {n: {"metric": encoder_metric(e), "seconds": round(timing[n], 2),
                          "info": getattr(e, "info", None), "metrics": results[n]}
