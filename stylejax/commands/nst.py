@@ -243,7 +243,9 @@ def register(subparsers):
     parser.add_argument("--style-taps", help="comma-separated style layers (default "
                         "relu1_1,relu2_1,relu3_1,relu5_1 for VGG)")
     parser.add_argument("--remat", action="store_true",
-                        help="rematerialise VGG blocks (less memory, ~30%% slower)")
+                        help="recompute VGG blocks in the backward pass (jax.checkpoint); "
+                             "on XLA CPU it did not lower the peak for VGG19 NST, see "
+                             "experiments/benchmarks/nst_memory.py")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     for method in METHODS.values():

@@ -15,7 +15,8 @@ Also: average style (feature space or Gram space), the mean/std (AdaIN) style lo
 the mr2NST multi-reference Gram (element-wise max over references, Eq. 5, followed by
 histogram specification against the stacked reference Grams).
 
-Everything is ``jit``/``grad`` safe; shapes are checked statically.
+Everything is ``jit``/``grad`` safe (reverse mode; the Gram has a custom VJP, so
+forward-mode derivatives of it are not available); shapes are checked statically.
 """
 
 from __future__ import annotations
@@ -34,6 +35,26 @@ def _check_features(f, name: str, min_rank: int = 3):
                          f"{tuple(np.shape(f))})")
 
 
+@jax.custom_vjp
+def _outer(flat):
+    """``flat^T flat`` over the position axis: ``[..., P, C] -> [..., C, C]``."""
+    return jnp.einsum("...pc,...pd->...cd", flat, flat)
+
+
+def _outer_fwd(flat):
+    return _outer(flat), flat
+
+
+def _outer_bwd(flat, g):
+    # d(F^T F) = F (G + G^T): one [P, C] x [C, C] product in the layout of F. Autodiff of
+    # the einsum instead emits two products with transposed [C, P] outputs plus a
+    # transposing add, which cost more than the forward Gram on XLA's CPU backend.
+    return (jnp.einsum("...pc,...cd->...pd", flat, g + jnp.swapaxes(g, -1, -2)),)
+
+
+_outer.defvjp(_outer_fwd, _outer_bwd)
+
+
 def gram(features, mask=None, *, eps: float = 1e-8) -> jax.Array:
     """Gram matrix ``F^T F / (h w)`` (Eq. 2.3), optionally of ``F * M`` normalised by mean(M).
 
@@ -50,8 +71,7 @@ def gram(features, mask=None, *, eps: float = 1e-8) -> jax.Array:
     f = jnp.asarray(features, jnp.float32)
     h, w, c = f.shape[-3:]
     if mask is None:
-        flat = f.reshape(f.shape[:-3] + (h * w, c))
-        return jnp.einsum("...pc,...pd->...cd", flat, flat) / (h * w)
+        return _outer(f.reshape(f.shape[:-3] + (h * w, c))) / (h * w)
     m = jnp.asarray(mask, jnp.float32)
     if m.shape[-2:] != (h, w):
         raise ValueError(f"mask spatial size {tuple(m.shape[-2:])} does not match the "
@@ -60,7 +80,7 @@ def gram(features, mask=None, *, eps: float = 1e-8) -> jax.Array:
     lead = jnp.broadcast_shapes(f.shape[:-3], m.shape[:-2])
     flat = jnp.broadcast_to(fm, lead + (h, w, c)).reshape(lead + (h * w, c))
     area = jnp.broadcast_to(m.sum(axis=(-2, -1)), lead)  # = h w mean(M)
-    return jnp.einsum("...pc,...pd->...cd", flat, flat) / jnp.maximum(area, eps)[..., None, None]
+    return _outer(flat) / jnp.maximum(area, eps)[..., None, None]
 
 
 def content_loss(features, target) -> jax.Array:

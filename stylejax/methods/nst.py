@@ -18,11 +18,11 @@ Building blocks reused by other methods (mr2NST): :func:`optimize` drives any pu
 ``loss_fn(image, aux)`` with Adam or L-BFGS, :class:`Extraction` wraps an extractor so that
 its weights are a jit argument, and :func:`masks_from_labels`.
 
-Loop driving (measured, see ``experiments/benchmarks/nst_loop.py``): a jitted step called
-from Python is the default on every backend; on XLA's CPU backend the VGG backward ran
-several times slower inside ``lax.scan``/``fori_loop`` bodies while ``scan(unroll=True)``
-matched the Python driver at the cost of compiling every unrolled copy. ``driver="scan"``
-runs ``chunk`` unrolled steps per call.
+Loop driving (measured with ``experiments/benchmarks/nst_loop.py``, jax 0.10, 2-core CPU,
+128x128): ``lax.fori_loop`` and rolled ``lax.scan`` ran the step 2.6x and 2.8x slower
+than a jitted step called from Python, ``scan(unroll=True)`` 0.92x (the same within
+noise) but compiling one copy per unrolled step. The Python driver is therefore the
+default; ``driver="scan"`` runs ``chunk`` unrolled steps per call.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class NSTConfig:
       content_taps / style_taps: layer names (default: the extractor's ``content_taps`` /
         ``style_taps`` attributes).
       remat: ``jax.checkpoint`` the extractor's blocks (extractor must accept ``remat=``).
+        For VGG19 NST on XLA CPU it did not lower the peak (the full-resolution first
+        block dominates; ``experiments/benchmarks/nst_memory.py``).
       driver: ``"auto"`` / ``"python"`` (jitted step per iteration) / ``"scan"``.
       chunk: steps per compiled call with ``driver="scan"`` (all unrolled).
     """

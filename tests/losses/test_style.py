@@ -161,6 +161,23 @@ def test_max_gram_and_histogram_specification_eq_5():
     assert np.array_equal(np.argsort(np.asarray(sl.histogram_specification(v, r))), np.argsort(v))
 
 
+def test_gram_gradient_matches_autodiff_of_the_formula():
+    f = jnp.asarray(rng.standard_normal((2, 5, 4, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((2, 3, 3)), jnp.float32)  # not symmetric
+    m = jnp.asarray(rng.random((5, 4)), jnp.float32)
+
+    def plain(f, mask=None):
+        fm = f if mask is None else f * mask[..., None]
+        flat = fm.reshape(2, 20, 3)
+        g = jnp.einsum("npc,npd->ncd", flat, flat)
+        return g / 20 if mask is None else g / mask.sum()
+
+    for mask in (None, m):
+        got = jax.grad(lambda f: jnp.sum(w * sl.gram(f, mask)))(f)
+        want = jax.grad(lambda f: jnp.sum(w * plain(f, mask)))(f)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
 def test_losses_are_differentiable_under_jit():
     f = jnp.asarray(rng.standard_normal((1, 4, 4, 3)), jnp.float32)
     target = jnp.asarray(rng.standard_normal((3, 3)), jnp.float32)

@@ -255,6 +255,24 @@ def test_remat_same_values_and_gradient(small_net):
     np.testing.assert_allclose(np.asarray(g0), np.asarray(g1), rtol=1e-5, atol=1e-6)
 
 
+def test_max_pool_matches_torch_semantics_and_gradient():
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.asarray(np.random.default_rng(6).standard_normal((2, 7, 9, 3)), jnp.float32)
+    weights = jnp.asarray(np.random.default_rng(7).standard_normal((2, 3, 4, 3)), jnp.float32)
+
+    def reference(x):  # reduce_window formulation, floor on odd sizes
+        return jax.lax.reduce_window(x[:, :6, :8], -jnp.inf, jax.lax.max, (1, 2, 2, 1),
+                                     (1, 2, 2, 1), "VALID")
+
+    np.testing.assert_array_equal(np.asarray(vgg.max_pool2(x)), np.asarray(reference(x)))
+    got = jax.grad(lambda x: jnp.sum(weights * vgg.max_pool2(x)))(x)
+    want = jax.grad(lambda x: jnp.sum(weights * reference(x)))(x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    assert np.asarray(got)[:, 6:].sum() == 0 and np.asarray(got)[:, :, 8:].sum() == 0
+
+
 def test_bad_inputs(small_net):
     with pytest.raises(ValueError, match="unknown vgg19 tap"):
         small_net(np.zeros((1, 8, 8), np.float32), taps=("block1_conv1",))
