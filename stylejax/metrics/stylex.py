@@ -1,0 +1,273 @@
+"""StyleX: the learned X-ray style metric (paper, Eq. 1).
+
+``StyleX(I1, I2) = cos(e(I1), e(I2))`` with ``e`` the SimSiam-trained style
+encoder (ResNet-18 + projector, 2048-d output). A :class:`StyleX` model wraps
+the encoder's parameters (BatchNorm in inference mode) and is
+
+* differentiable in the images (``jax.grad`` through :meth:`StyleX.embed` is
+  how pipeline tuning uses it as a loss);
+* jit-friendly: it is a pytree (parameters are leaves, the architecture is
+  static), so it can be passed into or closed over by jitted functions;
+* input-checked outside ``jit`` (rank, [0, 1], finite, minimum size).
+
+Images are resized (linear, anti-aliased, aspect ratio kept) so that their
+shorter side equals the model's ``embed_size``, the pixel scale of training.
+
+Saved model format (a directory): ``stylex.json`` (architecture, sizes, the
+weights' dtype, provenance) and ``weights.safetensors`` (the encoder's
+parameters and BatchNorm statistics, keys ``path/to/leaf``). A training run
+directory (``config.json`` + ``checkpoints/``) loads too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from stylejax import _checks
+from stylejax.models.simsiam import StyleEncoder, cosine_similarity
+
+MODEL_FILE = "stylex.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT = "stylejax.stylex/1"
+#: Smallest image side accepted by :meth:`StyleX.embed`.
+MIN_SIZE = 32
+_PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "assets", "stylex_default")
+
+
+def _check_images(images):
+    """Rank/size checks always; value checks ([0, 1], finite) on concrete inputs."""
+    if _checks.is_concrete(images):
+        _checks.check_image(images, "images", min_rank=2, max_rank=3, min_size=MIN_SIZE,
+                            unit_range=True)
+        return
+    _checks.check_rank(images, "images", min_rank=2, max_rank=3)
+    h, w = images.shape[-2:]
+    if min(h, w) < MIN_SIZE:
+        raise ValueError(f"images is too small: {h}x{w} pixels, need at least "
+                         f"{MIN_SIZE}x{MIN_SIZE}")
+
+
+def _leaf_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _resize_shorter(images, size: int):
+    """Resize ``[N, H, W]`` so that ``min(H, W) == size`` (aspect kept)."""
+    h, w = images.shape[-2:]
+    if min(h, w) == size:
+        return images
+    f = size / min(h, w)
+    shape = (images.shape[0], max(int(round(h * f)), size), max(int(round(w * f)), size))
+    return jax.image.resize(images, shape, "linear", antialias=True)
+
+
+@jax.tree_util.register_pytree_node_class
+class StyleX:
+    """A StyleX style metric.
+
+    Build with :func:`load_pretrained`, :func:`load` or :meth:`from_encoder`.
+
+    Attributes:
+      width, dim: encoder architecture (ResNet-18 width, embedding size).
+      embed_size: shorter image side the encoder sees (inputs are resized to it).
+      info: provenance (config name, training steps, ...), a dict.
+    """
+
+    #: Name used in reports and evaluation tables.
+    name = "stylex"
+    #: Smallest image side :meth:`embed` accepts.
+    min_size = MIN_SIZE
+
+    def __init__(self, graphdef, state, *, width: int, dim: int, embed_size: int,
+                 info: dict | None = None):
+        self._graphdef = graphdef
+        self._state = state
+        self.width = int(width)
+        self.dim = int(dim)
+        self.embed_size = int(embed_size)
+        self.info = dict(info or {})
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def from_encoder(cls, encoder: StyleEncoder, *, embed_size: int, info: dict | None = None):
+        """Wrap a :class:`StyleEncoder` (its BatchNorm switched to inference)."""
+        encoder = nnx.view(encoder, use_running_average=True)
+        graphdef, state = nnx.split(encoder)
+        return cls(graphdef, state, width=encoder.backbone.width,
+                   dim=encoder.projector.bn3.num_features, embed_size=embed_size, info=info)
+
+    @classmethod
+    def from_weights(cls, weights: dict, *, width: int, dim: int, embed_size: int,
+                     info: dict | None = None):
+        """Build from a flat ``{"path/to/leaf": array}`` dict (see :meth:`flat_weights`)."""
+        encoder = nnx.eval_shape(lambda: StyleEncoder(width=width, dim=dim, rngs=nnx.Rngs(0)))
+        graphdef, state = nnx.split(nnx.view(encoder, use_running_average=True))
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(state.to_pure_dict())
+        names = [_leaf_name(path) for path, _ in leaves]
+        missing = sorted(set(names) - set(weights))
+        extra = sorted(set(weights) - set(names))
+        if missing or extra:
+            raise ValueError(f"weights do not match a width-{width}, dim-{dim} StyleX encoder "
+                             f"(missing: {missing[:3]}, unexpected: {extra[:3]})")
+        values = []
+        for name, (_, expected) in zip(names, leaves):
+            value = np.asarray(weights[name])
+            if value.shape != tuple(expected.shape):
+                raise ValueError(f"weight {name} has shape {value.shape}, "
+                                 f"expected {tuple(expected.shape)}")
+            values.append(jnp.asarray(value, jnp.float32))
+        nnx.replace_by_pure_dict(state, jax.tree_util.tree_unflatten(treedef, values))
+        return cls(graphdef, state, width=width, dim=dim, embed_size=embed_size, info=info)
+
+    def encoder(self) -> StyleEncoder:
+        """The wrapped :class:`StyleEncoder` (a new NNX module sharing the arrays;
+        BatchNorm in inference mode), e.g. to tap the backbone's feature maps."""
+        return nnx.merge(self._graphdef, self._state)
+
+    def flat_weights(self) -> dict:
+        """``{"path/to/leaf": numpy array}`` of every encoder parameter and statistic."""
+        leaves = jax.tree_util.tree_flatten_with_path(self._state.to_pure_dict())[0]
+        return {_leaf_name(path): np.asarray(v) for path, v in leaves}
+
+    # -- pytree ---------------------------------------------------------------
+    def tree_flatten(self):
+        return (self._state,), (self._graphdef, self.width, self.dim, self.embed_size,
+                                json.dumps(self.info, sort_keys=True, default=str))
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        graphdef, width, dim, embed_size, info = aux
+        return cls(graphdef, children[0], width=width, dim=dim, embed_size=embed_size,
+                   info=json.loads(info))
+
+    # -- metric ---------------------------------------------------------------
+    def embed(self, images):
+        """Style embeddings (the projector output, paper Sec. 2.1).
+
+        Args:
+          images: ``[N, H, W]`` (or one ``[H, W]``) grayscale images in [0, 1],
+            H, W >= 32; resized so the shorter side is ``embed_size``.
+        Returns:
+          ``[N, dim]`` float32 (``[dim]`` for one image). Differentiable in ``images``.
+        Raises:
+          ValueError: wrong rank, too small, non-finite or outside [0, 1]
+            (value checks only for concrete inputs).
+        """
+        _check_images(images)
+        x = jnp.asarray(images, jnp.float32)
+        single = x.ndim == 2
+        z = _embed(self._graphdef, self.embed_size, self._state, x[None] if single else x)
+        return z[0] if single else z
+
+    def similarity(self, a, b):
+        """StyleX similarity (cosine of embeddings, paper Eq. 1); 1 = same style.
+
+        Args:
+          a, b: images ``[H, W]`` or ``[N, H, W]`` in [0, 1] (batches of equal
+            size, or one of them a single image, compared with each of the other).
+            Shapes may differ between ``a`` and ``b``.
+        Returns:
+          scalar for two single images, else ``[N]``.
+        """
+        return cosine_similarity(self.embed(a), self.embed(b))
+
+    def distance(self, a, b):
+        """StyleX distance ``1 - similarity(a, b)`` (0 = same style, up to 2)."""
+        return 1.0 - self.similarity(a, b)
+
+    def __repr__(self):
+        return (f"StyleX(width={self.width}, dim={self.dim}, embed_size={self.embed_size}, "
+                f"info={self.info})")
+
+    # -- saving ---------------------------------------------------------------
+    def save(self, path: str, *, dtype: str = "float16"):
+        """Write the model to directory ``path`` (see the module docstring).
+
+        Args:
+          path: output directory (created).
+          dtype: "float16" (half the size; embeddings change by ~1e-3 in cosine)
+            or "float32".
+        """
+        from safetensors.numpy import save_file
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype must be float16 or float32 (got {dtype!r})")
+        os.makedirs(path, exist_ok=True)
+        weights = {k: np.ascontiguousarray(v.astype(dtype)) for k, v in self.flat_weights().items()}
+        save_file(weights, os.path.join(path, WEIGHTS_FILE))
+        meta = dict(format=FORMAT, width=self.width, dim=self.dim, embed_size=self.embed_size,
+                    dtype=dtype, info=self.info)
+        with open(os.path.join(path, MODEL_FILE), "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+
+
+def _embed_impl(graphdef, embed_size, state, images):
+    encoder = nnx.merge(graphdef, state, copy=True)
+    return encoder(_resize_shorter(images, embed_size))
+
+
+_embed = jax.jit(_embed_impl, static_argnums=(0, 1))
+
+
+def from_run(cfg, graphdef, state, step: int) -> StyleX:
+    """A :class:`StyleX` from a training state (``graphdef`` of the SimSiam model)."""
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    info = dict(config=cfg.name, steps=int(step), image_size=cfg.image_size,
+                raw_size=cfg.raw_size, vendor_fraction=cfg.vendor_fraction)
+    return StyleX.from_encoder(model.encoder, embed_size=cfg.embed_size, info=info)
+
+
+def load(path: str) -> StyleX:
+    """Load a saved model directory or a training run directory.
+
+    Args:
+      path: a directory with ``stylex.json`` + ``weights.safetensors`` (from
+        :meth:`StyleX.save` / ``train-stylex --export``) or a training workdir.
+    Returns:
+      :class:`StyleX`.
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: ``path`` is neither a saved StyleX model nor a training run.
+    """
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"StyleX model directory not found: {path}")
+    meta_path = os.path.join(path, MODEL_FILE)
+    if os.path.exists(meta_path):
+        from safetensors.numpy import load_file
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: unsupported format {meta.get('format')!r} "
+                             f"(expected {FORMAT!r})")
+        weights_path = os.path.join(path, WEIGHTS_FILE)
+        if not os.path.exists(weights_path):
+            raise ValueError(f"{path} is not a complete StyleX model: {WEIGHTS_FILE} is missing")
+        return StyleX.from_weights(load_file(weights_path), width=meta["width"], dim=meta["dim"],
+                                   embed_size=meta["embed_size"], info=meta.get("info"))
+    from stylejax.train import trainer
+    try:
+        cfg, graphdef, state, step = trainer.load_run(path)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a StyleX model or training run: expected "
+                         f"{MODEL_FILE} + {WEIGHTS_FILE}, or config.json + checkpoints/ "
+                         f"({err})") from None
+    return from_run(cfg, graphdef, state, step)
+
+
+def load_pretrained() -> StyleX:
+    """The StyleX model shipped with the package (``stylejax/assets/stylex_default``).
+
+    Trained with the ``default`` config (:mod:`stylejax.train.configs`) on
+    synthetic phantoms in LAP training styles and black-box vendor training
+    styles; weights stored as float16.
+    """
+    if not os.path.exists(os.path.join(_PRETRAINED, MODEL_FILE)):
+        raise FileNotFoundError(f"the shipped StyleX model is missing from {_PRETRAINED}; "
+                                "reinstall stylejax or train one with 'stylejax train-stylex'")
+    return load(_PRETRAINED)

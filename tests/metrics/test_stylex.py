@@ -1,0 +1,98 @@
+"""The StyleX metric: API, validation, differentiability, save/load, shipped model."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from stylejax import stylex
+from stylejax.models.simsiam import StyleEncoder
+
+
+@pytest.fixture(scope="module")
+def model():
+    encoder = StyleEncoder(width=4, dim=16, rngs=nnx.Rngs(jax.random.key(0, impl="rbg")))
+    return stylex.StyleX.from_encoder(encoder, embed_size=32, info={"config": "test"})
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.random((3, 40, 48)).astype(np.float32)
+
+
+def test_embed_similarity_distance(model, images):
+    z = np.asarray(model.embed(images))
+    assert z.shape == (3, 16) and np.all(np.isfinite(z))
+    # One image gives one embedding, the same as in a batch (inference-mode BN).
+    np.testing.assert_allclose(np.asarray(model.embed(images[1])), z[1], rtol=1e-4, atol=1e-5)
+    sim = np.asarray(model.similarity(images, images[::-1]))
+    ref = (z * z[::-1]).sum(-1) / (np.linalg.norm(z, axis=-1) * np.linalg.norm(z[::-1], axis=-1))
+    np.testing.assert_allclose(sim, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model.distance(images, images[::-1])), 1 - ref,
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(model.similarity(images[0], images[0])), 1.0, atol=1e-5)
+    # Broadcasting one reference against a batch.
+    assert model.distance(images[0], images).shape == (3,)
+
+
+def test_input_validation(model, images):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.embed(images * 2)
+    with pytest.raises(ValueError, match="non-finite"):
+        model.embed(np.where(images > 0.5, np.nan, images))
+    with pytest.raises(ValueError, match="rank"):
+        model.embed(images[None])
+    with pytest.raises(ValueError, match="too small"):
+        model.embed(images[:, :20, :20])
+
+
+def test_differentiable_and_jittable(model, images):
+    ref = jnp.asarray(images[0])
+    g = jax.grad(lambda x: model.distance(x, ref))(jnp.asarray(images[1]))
+    assert g.shape == (40, 48) and np.all(np.isfinite(g)) and float(jnp.abs(g).max()) > 0
+    # The model is a pytree: it can be an argument of a jitted function.
+    jitted = jax.jit(lambda m, x: m.embed(x))(model, jnp.asarray(images))
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(model.embed(images)), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_save_load_roundtrip(model, images, tmp_path):
+    z = np.asarray(model.embed(images))
+    for dtype, tol in (("float32", 1e-5), ("float16", 2e-3)):
+        path = str(tmp_path / dtype)
+        model.save(path, dtype=dtype)
+        meta = json.load(open(os.path.join(path, "stylex.json")))
+        assert meta["dtype"] == dtype and meta["embed_size"] == 32
+        loaded = stylex.load(path)
+        assert loaded.info == {"config": "test"} and loaded.dim == 16
+        z2 = np.asarray(loaded.embed(images))
+        cos = (z * z2).sum(-1) / np.linalg.norm(z, axis=-1) / np.linalg.norm(z2, axis=-1)
+        assert np.all(cos > 1 - tol)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        stylex.load(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="not a StyleX"):
+        stylex.load(str(tmp_path))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "stylex.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="unsupported format"):
+        stylex.load(str(bad))
+
+
+def test_shipped_model_loads():
+    model = stylex.load_pretrained()
+    assert model.dim == 2048 and model.embed_size >= 128
+    assert model.info.get("config") == "default"
+    weights = model.flat_weights()
+    assert all(np.all(np.isfinite(w)) for w in weights.values())
+    # Trained, not freshly initialised: the residual branches' last BN scales moved off 0.
+    scales = [w for k, w in weights.items() if k.endswith("bn2/scale")]
+    assert scales and max(float(np.abs(s).max()) for s in scales) > 1e-3

@@ -1,0 +1,168 @@
+"""StyleX trainer: smoke run end to end, sharding, kill-and-resume, NaN guard, configs.
+
+All runs use the ``smoke`` config on the 8 CPU devices of conftest, so the
+jitted step compiles once for the 8-device mesh (the trainer caches it) and
+once for the single-device comparison.
+"""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from stylejax import cli
+from stylejax.metrics import stylex
+from stylejax.train import configs, trainer
+from stylejax.train.data import PhantomSource
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+CFG = configs.smoke()
+
+
+class Interrupted(Exception):
+    """Stands in for a kill -9 between two steps."""
+
+
+@pytest.fixture(scope="module")
+def source():
+    return PhantomSource(CFG)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The smoke config through the CLI, uninterrupted; exported too."""
+    root = tmp_path_factory.mktemp("smoke")
+    workdir, export = str(root / "run"), str(root / "export")
+    rc = cli.main(["train-stylex", "--config", "smoke", "--workdir", workdir,
+                   "--export", export, "--no-progress"])
+    assert rc == 0
+    return workdir, export
+
+
+def _params(state):
+    return [np.asarray(x) for x in jax.tree.leaves(state.params)]
+
+
+def test_smoke_run_end_to_end(smoke_run):
+    workdir, export = smoke_run
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == list(range(1, CFG.steps + 1))
+    assert all(np.isfinite(r["loss"]) and -1 <= r["loss"] <= 1 for r in rows)
+    assert all(r["z_std"] > 0 for r in rows)
+    assert os.path.getsize(os.path.join(workdir, "loss.png")) > 1000
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
+    saved = configs.Config.from_dict(json.load(open(os.path.join(workdir, "config.json"))))
+    assert saved == CFG
+    # The run and its export load as StyleX models and agree.
+    from_run, from_export = stylex.load(workdir), stylex.load(export)
+    assert from_run.info["steps"] == CFG.steps and from_run.embed_size == CFG.embed_size
+    images = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
+    z_run, z_exp = np.asarray(from_run.embed(images)), np.asarray(from_export.embed(images))
+    assert z_run.shape == (2, CFG.dim)
+    cos = (z_run * z_exp).sum(-1) / np.linalg.norm(z_run, axis=-1) / np.linalg.norm(z_exp, axis=-1)
+    assert np.all(cos > 0.999)  # float16 export
+
+
+def test_kill_and_resume_continues_identically(smoke_run, source, tmp_path):
+    reference = trainer.load_run(smoke_run[0])[2]
+    workdir = str(tmp_path / "run")
+
+    def kill_after_4(step, state):
+        if step == 4:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        trainer.train(CFG, workdir, source=source, callback=kill_after_4, progress=False)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3"]
+    seen = []
+    result = trainer.train(CFG, workdir, source=source, progress=False,
+                           callback=lambda step, state: seen.append(step))
+    assert seen == [4, 5, 6]  # resumed after the step-3 checkpoint
+    assert result.step == CFG.steps
+    for a, b in zip(_params(result.state), _params(reference)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == list(range(1, CFG.steps + 1))  # no duplicates
+
+
+class _PoisonedSource:
+    """Raw images become NaN from step index ``bad`` on."""
+
+    def __init__(self, inner, bad):
+        self.inner, self.bad = inner, bad
+
+    def local_batch(self, step, process_index=0, process_count=1):
+        batch = self.inner.local_batch(step, process_index, process_count)
+        if step >= self.bad:
+            batch["a"] = np.full_like(batch["a"], np.nan)
+        return batch
+
+
+def test_nan_guard_keeps_last_good_checkpoint(source, tmp_path):
+    workdir = str(tmp_path / "run")
+    with pytest.raises(trainer.TrainingDiverged, match=r"at step 5.*Last good checkpoint: step 3"):
+        trainer.train(CFG, workdir, source=_PoisonedSource(source, bad=4), progress=False)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3"]
+    _, _, state, step = trainer.load_run(workdir)
+    assert step == 3
+    assert all(np.all(np.isfinite(p)) for p in _params(state))
+
+
+def test_sharded_step_equals_single_device_step(source):
+    batch = source.local_batch(0)
+    outs = []
+    for devices in (jax.devices(), jax.devices()[:1]):
+        mesh = trainer.make_mesh(devices)
+        graphdef, state = trainer.init_state(CFG, mesh)
+        step = trainer.make_train_step(CFG, graphdef, mesh)
+        key = jax.random.key(CFG.seed)
+        new, metrics = step(state, trainer.shard_batch(batch, mesh, CFG.batch_size), key)
+        outs.append((jax.device_get(new), jax.device_get(metrics)))
+    assert len(jax.devices()) == 8
+    (s8, m8), (s1, m1) = outs
+    np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-5, atol=1e-6)
+    # BatchNorm running statistics are over the global batch in both cases.
+    for a, b in zip(jax.tree.leaves(s8.batch_stats), jax.tree.leaves(s1.batch_stats)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(_params(s8), _params(s1)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_process_shards_partition_the_global_batch(source):
+    full = source.local_batch(2)
+    parts = [source.local_batch(2, i, 4) for i in range(4)]
+    for k in full:
+        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), full[k])
+    # Non-matching content at the configured rate (over many steps).
+    same = np.concatenate([(lambda i: i["a"] == i["b"])(source.indices(s)) for s in range(50)])
+    assert abs(1 - same.mean() - CFG.different_content) < 0.1
+    with pytest.raises(ValueError, match="divisible"):
+        source.local_batch(0, 0, 3)
+
+
+def test_configs(tmp_path):
+    for name in ("smoke", "default", "paper", "pod"):
+        cfg = configs.get(name)
+        assert cfg.name == name and configs.NAMED[name].__doc__.count("Command") >= 1
+    assert configs.get("default").width == 32 and configs.get("paper").width == 64
+    assert configs.get("paper").batch_size == 200 and configs.get("paper").image_size == 400
+    assert configs.get("pod").distributed
+    assert configs.Config.from_dict(json.loads(CFG.to_json())) == CFG
+    with pytest.raises(ValueError, match="unknown config"):
+        configs.get("nope")
+    path = tmp_path / "mine.py"
+    path.write_text("import dataclasses\nfrom stylejax.train import configs\n"
+                    "def get_config():\n    return dataclasses.replace(configs.smoke(), steps=2)\n")
+    assert configs.get(str(path)).steps == 2
+    with pytest.raises(ValueError, match="crop_scale"):
+        dataclasses.replace(CFG, crop_scale=(0.9, 0.1)).validate()
+
+
+def test_resume_refuses_a_different_config(smoke_run):
+    other = dataclasses.replace(CFG, base_lr=0.1)
+    with pytest.raises(ValueError, match="different config"):
+        trainer.train(other, smoke_run[0], progress=False)
