@@ -54,7 +54,7 @@ def build(size):
 def drivers(loss_fn, steps):
     """``{name: run(image, opt_state, aux) -> (image, opt_state)}`` doing ``steps`` steps."""
     config = nst.NSTConfig(steps=steps, chunk=steps)
-    raw, init = nst._raw_step(loss_fn, config, True)
+    raw, init = nst.raw_step(loss_fn, config, True)
     step, _ = nst.make_step(loss_fn, config)
 
     def python(image, state, aux):
@@ -93,7 +93,7 @@ def main():
 
     def fresh():
         image = jnp.array(content)
-        return image, nst._fresh_state(init, image)
+        return image, nst.fresh_state(init, image)
 
     def run_once(fn):
         image, state = fresh()

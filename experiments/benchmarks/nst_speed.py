@@ -79,7 +79,7 @@ def jax_side(content, style, remat):
            "style_weights": {t: jnp.float32(config.style_weight) for t in STYLE_TAPS}}
     step, init = nst.make_step(loss_fn, config)
     image = jnp.array(content)
-    holder = {"image": image, "state": nst._fresh_state(init, image)}
+    holder = {"image": image, "state": nst.fresh_state(init, image)}
 
     def run_step():
         holder["image"], holder["state"], value = step(holder["image"], holder["state"], aux)

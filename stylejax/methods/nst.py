@@ -16,7 +16,9 @@ Variants (thesis section 3.2):
 
 Building blocks reused by other methods (mr2NST): :func:`optimize` drives any pure
 ``loss_fn(image, aux)`` with Adam or L-BFGS, :class:`Extraction` wraps an extractor so that
-its weights are a jit argument, and :func:`masks_from_labels`.
+its weights are a jit argument, :func:`style_grams` stacks per-reference Grams (reduce
+them, e.g. with ``multi_reference_gram``, and pass them as ``aux["style"]`` to
+:class:`GatysLoss`), and :func:`masks_from_labels`.
 
 Loop driving (measured with ``experiments/benchmarks/nst_loop.py``, jax 0.10, 2-core CPU,
 128x128): ``lax.fori_loop`` and rolled ``lax.scan`` ran the step 2.6x and 2.8x slower
@@ -31,7 +33,7 @@ import dataclasses
 import functools
 import sys
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -156,6 +158,17 @@ def extract_features(extraction: Extraction, state, images, taps: tuple[str, ...
     return extraction(state, images, taps)
 
 
+def style_grams(extraction: Extraction, state, styles: Sequence, taps: Sequence[str]
+                ) -> dict[str, jax.Array]:
+    """Gram matrices of each style image: ``{tap: [n, C, C]}`` (images may differ in size).
+
+    The per-reference stack that average style (mean over axis 0) and mr2NST
+    (``stylejax.losses.style.multi_reference_gram``) reduce to one target.
+    """
+    per = [extract_features(extraction, state, jnp.asarray(s)[None], tuple(taps)) for s in styles]
+    return {t: jnp.stack([style_losses.gram(p[t])[0] for p in per]) for t in taps}
+
+
 @dataclasses.dataclass(frozen=True)
 class GatysLoss:
     """Pure, hashable Eq. 2.1 loss ``loss(image, aux)`` for the jitted step.
@@ -185,7 +198,9 @@ def _optimizer(config: NSTConfig) -> optax.GradientTransformation:
     return optax.lbfgs()
 
 
-def _raw_step(loss_fn: Callable, config: NSTConfig, clip: bool):
+def raw_step(loss_fn: Callable, config: NSTConfig, clip: bool = True):
+    """Un-jitted ``(step(image, opt_state, aux) -> (image, opt_state, loss), init)``, for
+    callers that place the step inside their own jitted loop (see :func:`make_chunk`)."""
     opt = _optimizer(config)
 
     def step(image, opt_state, aux):
@@ -196,6 +211,7 @@ def _raw_step(loss_fn: Callable, config: NSTConfig, clip: bool):
             if clip:
                 image = jnp.clip(image, 0.0, 1.0)
             return image, opt_state, value
+
         def value_fn(x):
             return loss_fn(x, aux)
 
@@ -215,7 +231,7 @@ def make_step(loss_fn: Callable, config: NSTConfig, clip: bool = True):
     Cached on ``(loss_fn, config, clip)`` so repeated runs with equal settings and shapes
     reuse one compilation. ``image`` and ``opt_state`` are donated.
     """
-    step, init = _raw_step(loss_fn, config, clip)
+    step, init = raw_step(loss_fn, config, clip)
     return jax.jit(step, donate_argnums=(0, 1)), init
 
 
@@ -223,7 +239,7 @@ def make_step(loss_fn: Callable, config: NSTConfig, clip: bool = True):
 def make_chunk(loss_fn: Callable, config: NSTConfig, clip: bool = True):
     """Jitted ``chunk(image, opt_state, aux) -> (image, opt_state, losses[config.chunk])``
     running ``config.chunk`` steps in one ``lax.scan(unroll=True)``."""
-    step, _ = _raw_step(loss_fn, config, clip)
+    step, _ = raw_step(loss_fn, config, clip)
 
     def chunk(image, opt_state, aux):
         def body(carry, _):
@@ -241,16 +257,18 @@ def make_chunk(loss_fn: Callable, config: NSTConfig, clip: bool = True):
 def default_driver(backend: str | None = None) -> str:
     """The measured loop style for ``backend`` (default: JAX's default backend).
 
-    CPU: a Python-driven jitted step (scan/fori bodies ran the VGG backward several times
-    slower; unrolled scan only matched it). Accelerators: also the Python driver - one
-    step at NST image sizes takes milliseconds to seconds, so per-step dispatch is
-    negligible, and it keeps one compilation and a live progress bar.
+    CPU (measured): a Python-driven jitted step - ``fori_loop``/rolled ``scan`` bodies ran
+    the VGG step 2.6-2.8x slower, unrolled ``scan`` only matched it. GPU/TPU (not
+    measured here, no accelerator was available): also the Python driver, since one
+    step at NST image sizes takes milliseconds or more, so per-step dispatch is small,
+    and it keeps one compilation and a live progress bar; rerun
+    ``experiments/benchmarks/nst_loop.py`` on the accelerator to revisit.
     """
     del backend
     return "python"
 
 
-def _fresh_state(init, image):
+def fresh_state(init, image):
     """``init(image)`` with a private, strongly typed copy of every leaf.
 
     Optimiser states may alias the params or share one zeros buffer between leaves
@@ -284,7 +302,7 @@ def optimize(loss_fn: Callable, image0, aux, config: NSTConfig, *, progress: boo
     step, init = make_step(loss_fn, config, clip)
     driver = default_driver() if config.driver == "auto" else config.driver
     image = jnp.array(image0, jnp.float32)  # a fresh buffer: it is donated
-    opt_state = _fresh_state(init, image)
+    opt_state = fresh_state(init, image)
     losses, first = [], None
     with tqdm(total=config.steps, desc=desc, disable=not progress, file=sys.stderr,
               leave=False) as bar:
@@ -309,7 +327,7 @@ def optimize(loss_fn: Callable, image0, aux, config: NSTConfig, *, progress: boo
             if done % 10 == 0 or done == config.steps:
                 bar.set_postfix(loss=f"{value:.4g}")
     result = np.clip(np.asarray(image), 0.0, 1.0).astype(np.float32)
-    _, _, final = step(jnp.asarray(result), _fresh_state(init, jnp.asarray(result)), aux)
+    _, _, final = step(jnp.asarray(result), fresh_state(init, jnp.asarray(result)), aux)
     losses.append(float(final))
     seconds = time.perf_counter() - start
     return result, np.asarray(losses, np.float64), seconds, first if first is not None else seconds
@@ -457,9 +475,8 @@ def gatys(content, style, *, extractor, variant: str = "basic",
             sf = feats(np.stack(styles), style_taps)
             targets = {t: style_losses.average_style_grams(sf[t], "features") for t in style_taps}
         else:
-            per = [feats(s[None], style_taps) for s in styles]
-            targets = {t: jnp.mean(jnp.stack([style_losses.gram(p[t])[0] for p in per]), 0)
-                       for t in style_taps}
+            grams = style_grams(extraction, state, styles, style_taps)
+            targets = {t: g.mean(axis=0) for t, g in grams.items()}
     if variant in ("augmented", "local"):
         if content_labels is None:
             raise ValueError(f"variant {variant!r} needs content_labels (a [H, W] label map)")
