@@ -23,6 +23,8 @@ The module doubles as a discriminator or classifier with ``num_outputs``.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -53,10 +55,54 @@ def _bn(c, *, zero_scale=False, dtype, rngs):
                          rngs=rngs)
 
 
+def _pool_taps(xp, out_h, out_w):
+    """The 9 strided views ``xp[:, di::2, dj::2]`` of the padded input, each ``[N, oh, ow, C]``."""
+    return [jax.lax.slice(xp, (0, di, dj, 0),
+                          (xp.shape[0], di + 2 * out_h - 1, dj + 2 * out_w - 1, xp.shape[3]),
+                          (1, 2, 2, 1))
+            for di in range(3) for dj in range(3)]
+
+
+@jax.custom_vjp
 def max_pool_3x3_s2(x):
-    """3x3 max pooling, stride 2, padding 1 (torchvision's stem pooling), NHWC."""
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
-                                 ((0, 0), (1, 1), (1, 1), (0, 0)))
+    """3x3 max pooling, stride 2, padding 1 (torchvision's stem pooling), NHWC.
+
+    The gradient goes to the first maximum of each window in row-major order
+    (XLA's ``select_and_scatter`` convention), but is computed with 9 strided
+    slices and interior-padded adds that XLA fuses, instead of
+    ``select_and_scatter``, which is slow on the CPU backend.
+    """
+    return _max_pool_fwd(x)[0]
+
+
+def _max_pool_fwd(x):
+    n, h, w, c = x.shape
+    out_h, out_w = (h + 1) // 2, (w + 1) // 2
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    out = functools.reduce(jnp.maximum, _pool_taps(xp, out_h, out_w))
+    return out, (x, out)
+
+
+def _max_pool_bwd(res, g):
+    x, out = res
+    n, h, w, c = x.shape
+    out_h, out_w = out.shape[1:3]
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    taken = jnp.zeros(out.shape, bool)
+    grad = jnp.zeros(xp.shape, g.dtype)
+    for k, tap in enumerate(_pool_taps(xp, out_h, out_w)):
+        di, dj = divmod(k, 3)
+        hit = (tap == out) & ~taken
+        taken = taken | hit
+        # Scatter back to rows di, di+2, ... by interior padding (no scatter op).
+        contrib = jnp.where(hit, g, jnp.zeros_like(g))
+        grad = grad + jax.lax.pad(contrib, jnp.zeros((), g.dtype),
+                                  ((0, 0, 0), (di, xp.shape[1] - di - 2 * out_h + 1, 1),
+                                   (dj, xp.shape[2] - dj - 2 * out_w + 1, 1), (0, 0, 0)))
+    return (grad[:, 1:h + 1, 1:w + 1, :],)
+
+
+max_pool_3x3_s2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class BasicBlock(nnx.Module):

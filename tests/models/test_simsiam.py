@@ -9,6 +9,11 @@ from stylejax.models.simsiam import (Predictor, Projector, SimSiam, collapse_std
                                      cosine_similarity, simsiam_loss)
 
 
+def _rngs():
+    # XLA's RngBitGenerator: threefry initialisers cost ~1 s of XLA CPU compilation per shape.
+    return nnx.Rngs(jax.random.key(0, impl="rbg"))
+
+
 def _np_cos(a, b):
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
@@ -33,7 +38,7 @@ def test_stop_gradient_on_targets():
 
     # Through the predictor: the gradient w.r.t. z only takes the predictor path,
     # i.e. it equals the gradient with the targets replaced by constants.
-    pred = Predictor(6, 3, rngs=nnx.Rngs(0))
+    pred = Predictor(6, 3, rngs=_rngs())
     graphdef, state = nnx.split(pred)
 
     def full(z1, z2):
@@ -55,7 +60,7 @@ def test_stop_gradient_on_targets():
 
 
 def test_shapes_and_head_layout():
-    model = SimSiam(width=4, dim=16, pred_dim=8, rngs=nnx.Rngs(0))
+    model = SimSiam(width=4, dim=16, pred_dim=8, rngs=_rngs())
     x1 = jax.random.uniform(jax.random.key(0), (3, 32, 32))
     x2 = jax.random.uniform(jax.random.key(1), (3, 32, 32))
     p1, p2, z1, z2 = nnx.jit(lambda m, a, b: m(a, b))(model, x1, x2)
@@ -63,12 +68,12 @@ def test_shapes_and_head_layout():
         assert out.shape == (3, 16) and out.dtype == jnp.float32
     # ResNet-18 heads (DESIGN.md section 5): 512-512-2048 projector, last BN
     # without affine parameters and the last linear without bias; 2048-512-2048 predictor.
-    proj = nnx.eval_shape(lambda: Projector(512, 2048, rngs=nnx.Rngs(0)))
+    proj = nnx.eval_shape(lambda: Projector(512, 2048, rngs=_rngs()))
     assert not hasattr(proj.bn3, "scale") or proj.bn3.scale is None
     assert proj.fc3.bias is None and proj.fc1.bias is None
     n_proj = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(proj, nnx.Param)))
     assert n_proj == 512 * 512 * 2 + 512 * 2048 + 2 * 2 * 512
-    pred = nnx.eval_shape(lambda: Predictor(2048, 512, rngs=nnx.Rngs(0)))
+    pred = nnx.eval_shape(lambda: Predictor(2048, 512, rngs=_rngs()))
     n_pred = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(pred, nnx.Param)))
     assert n_pred == 2048 * 512 + 2 * 512 + 512 * 2048 + 2048
 
