@@ -37,12 +37,18 @@ class Method:
       run: ``run(args, extractor, content [H, W], styles list of [h, w]) -> result`` with
         attributes ``image``, ``steps``, ``seconds``, ``loss_initial``, ``loss_final``.
       add_arguments: optional ``add_arguments(parser)`` for method-specific options.
+      default_steps: ``--steps`` when not given.
+      uses_extractor: ``uses_extractor(variant)``; False skips building one (run gets None).
+      extra_json: optional ``extra_json(result) -> dict`` merged into the ``--json`` object.
     """
 
     help: str
     variants: tuple[str, ...]
     run: Callable
     add_arguments: Callable | None = None
+    default_steps: int = 300
+    uses_extractor: Callable = lambda variant: True
+    extra_json: Callable | None = None
 
 
 def _read_labels(path):
@@ -98,6 +104,29 @@ METHODS: dict[str, Method] = {
                     variants=("basic", "augmented", "local", "average"), run=_run_gatys,
                     add_arguments=_add_gatys_arguments),
 }
+
+
+def _register_mr2nst():
+    try:
+        from stylejax.commands import nst_mr2nst
+    except ModuleNotFoundError as err:
+        if err.name == "stylejax.commands.nst_mr2nst":
+            return  # not part of this build
+        raise
+
+    def scale_weights(result):
+        weights = getattr(result, "scale_weights", None)
+        return {"scale_weights": None if weights is None else
+                [round(float(w), 6) for w in weights]}
+
+    METHODS["mr2nst"] = Method(help=nst_mr2nst.HELP, variants=nst_mr2nst.VARIANTS,
+                               run=nst_mr2nst.run_method,
+                               add_arguments=nst_mr2nst.add_mr2nst_arguments,
+                               default_steps=400, uses_extractor=lambda v: v != "ehm",
+                               extra_json=scale_weights)
+
+
+_register_mr2nst()
 
 
 def _taps(text):
@@ -221,14 +250,15 @@ def _stylex_taps_class():
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "nst", help="neural style transfer (Gatys and variants)",
+        "nst", help="neural style transfer (Gatys and variants, mr2NST)",
         description="Optimise an image to keep the content of --content and take the "
                     "style of --style, with VGG (or StyleX) features.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", choices=sorted(METHODS), default="gatys",
                         help="style-transfer method (default gatys)")
-    parser.add_argument("--variant", default=None,
-                        help="method variant; gatys: basic (default), augmented, local, average")
+    variants = "; ".join(f"{name}: {m.variants[0]} (default), {', '.join(m.variants[1:])}"
+                         for name, m in METHODS.items())
+    parser.add_argument("--variant", default=None, help=f"method variant; {variants}")
     parser.add_argument("--content", required=True, help="content image")
     parser.add_argument("--style", required=True, nargs="+", help="style image(s)")
     parser.add_argument("-o", "--output", required=True, help="output image path")
@@ -237,7 +267,8 @@ def register(subparsers):
     parser.add_argument("--weights", default=None,
                         help="VGG weights: PATH (.safetensors/.h5), imagenet (default; "
                              "download, cached) or random; StyleX: a model directory")
-    parser.add_argument("--steps", type=int, default=300, help="iterations (default 300)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="iterations (default: gatys 300, mr2nst 400 per patch)")
     parser.add_argument("--content-taps", help="comma-separated content layers "
                         "(default: the extractor's, relu5_2 for VGG)")
     parser.add_argument("--style-taps", help="comma-separated style layers (default "
@@ -265,6 +296,8 @@ def run(args) -> int:
     if args.variant not in method.variants:
         raise ValueError(f"--method {args.method} has no variant {args.variant!r}; choose "
                          f"one of {', '.join(method.variants)}")
+    if args.steps is None:
+        args.steps = method.default_steps
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0 (got {args.steps})")
     for attr, default in (("content_weight", nst.THESIS_CONTENT_WEIGHT),
@@ -273,18 +306,22 @@ def run(args) -> int:
             setattr(args, attr, default)
     content = io.read_image(args.content, normalize=True)
     styles = [io.read_image(path, normalize=True) for path in args.style]
-    extractor = build_extractor(args.extractor, args.weights)
+    uses = method.uses_extractor(args.variant)
+    extractor = build_extractor(args.extractor, args.weights) if uses else None
     print(f"nst: {args.method}/{args.variant}, content {content.shape[0]}x{content.shape[1]}, "
-          f"{len(styles)} style image(s), {args.extractor}, {args.steps} steps",
-          file=sys.stderr)
+          f"{len(styles)} style image(s), {args.extractor if uses else 'no extractor'}, "
+          f"{args.steps} steps", file=sys.stderr)
     result = method.run(args, extractor, content, styles)
     path = io.write_image(args.output, np.asarray(result.image))
     print(f"wrote {path}: loss {result.loss_initial:.4g} -> {result.loss_final:.4g} in "
           f"{result.seconds:.1f} s", file=sys.stderr)
     if args.json:
-        print(json.dumps({"method": args.method, "variant": args.variant,
-                          "steps": int(result.steps), "seconds": round(float(result.seconds), 3),
-                          "loss_initial": float(result.loss_initial),
-                          "loss_final": float(result.loss_final), "output": str(path),
-                          "extractor": args.extractor}))
+        summary = {"method": args.method, "variant": args.variant,
+                   "steps": int(result.steps), "seconds": round(float(result.seconds), 3),
+                   "loss_initial": float(result.loss_initial),
+                   "loss_final": float(result.loss_final), "output": str(path),
+                   "extractor": args.extractor if uses else None}
+        if method.extra_json is not None:
+            summary.update(method.extra_json(result))
+        print(json.dumps(summary))
     return 0

@@ -243,3 +243,23 @@ def test_cli_json(tmp_path, images, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "stylejax.stylex", None)
     assert cli.main(argv + ["--extractor", "stylex"]) == 2
     assert "StyleX encoder not available yet" in capsys.readouterr().err
+
+
+def test_cli_second_method_plugs_in(tmp_path, images, capsys):
+    from stylejax import cli, io
+    from stylejax.commands import nst as command
+
+    if "mr2nst" not in command.METHODS:
+        pytest.skip("mr2nst is not part of this build")
+    content, style, style_b, _ = images
+    io.write_image(tmp_path / "content.png", content)
+    io.write_image(tmp_path / "a.png", style)
+    io.write_image(tmp_path / "b.png", style_b)
+    out = tmp_path / "ehm.png"
+    argv = ["nst", "--method", "mr2nst", "--variant", "ehm", "--content",
+            str(tmp_path / "content.png"), "--style", str(tmp_path / "a.png"),
+            str(tmp_path / "b.png"), "-o", str(out), "--quiet", "--json"]
+    assert cli.main(argv) == 0  # exact histogram matching: no extractor is built
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "mr2nst" and summary["variant"] == "ehm"
+    assert summary["extractor"] is None and out.exists()
