@@ -471,6 +471,7 @@ class Mr2NSTResult:
       gan_history: ``[refiner_steps, 2]`` discriminator and generator losses.
       scale_weights: the refiner's ``w_k`` after training (None for ``ehm``).
       seconds, first_step_seconds, loss_initial, loss_final, variant, steps, levels.
+      gan_seconds: the part of ``seconds`` spent training the refiner.
     """
 
     image: np.ndarray
@@ -485,6 +486,7 @@ class Mr2NSTResult:
     variant: str
     steps: int
     levels: tuple[int, ...]
+    gan_seconds: float = 0.0
 
 
 def _build(cls, *args, seed: int, **kwargs):
@@ -608,7 +610,7 @@ def mr2nst(content, references, *, extractor, config: Mr2NSTConfig = Mr2NSTConfi
         offset += len(boxes)
     scales = np.stack(scales, axis=-1)  # [H, W, K]
 
-    gan_history = np.zeros((0, 2))
+    gan_history, gan_start = np.zeros((0, 2)), time.perf_counter()
     if variant == "no-refiner":
         image = scales.mean(axis=-1)
         weights = np.full((len(config.levels),), 1.0 / len(config.levels), np.float32)
@@ -628,6 +630,7 @@ def mr2nst(content, references, *, extractor, config: Mr2NSTConfig = Mr2NSTConfi
                 disc_lr=config.disc_lr, seed=config.seed, progress=progress)
         image = np.asarray(_apply(refiner, jnp.asarray(scales[None])))[0]
         weights = np.asarray(refiner.scale_weights[...])
+    gan_seconds = time.perf_counter() - gan_start
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     if not np.all(np.isfinite(image)):
         raise FloatingPointError("mr2NST produced non-finite pixels (GAN diverged?); "
@@ -635,4 +638,4 @@ def mr2nst(content, references, *, extractor, config: Mr2NSTConfig = Mr2NSTConfi
     seconds = time.perf_counter() - start
     return Mr2NSTResult(image, np.moveaxis(scales, -1, 0), history, gan_history, weights,
                         seconds, first, float(history[0]), float(history[-1]), variant,
-                        config.steps, tuple(config.levels))
+                        config.steps, tuple(config.levels), gan_seconds)

@@ -17,7 +17,6 @@ from stylejax.commands import nst_mr2nst
 from stylejax.methods import mr2nst as M
 from stylejax.methods import nst
 from stylejax.models.refiner import Refiner
-from stylejax.models.resnet import ResNet18
 
 
 def _channels(x):
