@@ -287,15 +287,18 @@ def _random_crops(key, pool, sizes, count: int, crop: int) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=8)
-def _gan_step(r_graph, d_graph, tx_r, tx_d, crop: int, batch: int):
-    """Jitted GAN step ``(r_params, d_params, d_stats, opt_r, opt_d, real_pool, real_sizes,
-    fake_pool, fake_sizes, key) -> (..., d_loss, g_loss)`` (Eq. 7).
+def _gan_step(r_graph, d_graph, refiner_lr: float, disc_lr: float, crop: int, batch: int):
+    """``(step, init_r, init_d)``: the jitted GAN step (Eq. 7) ``(r_params, d_params,
+    d_stats, opt_r, opt_d, real_pool, real_sizes, fake_pool, fake_sizes, key) -> (...,
+    d_loss, g_loss)`` and the initialisers of its Adam states (beta1 0.5).
 
     D minimises ``softplus(-D_real) + softplus(D_fake)`` (= ``-log D(real) - log(1 -
     D(fake))`` on logits); then R minimises ``softplus(-D_fake)`` with the updated D.
     Real and fake crops share one discriminator batch, so BatchNorm statistics never
-    tell them apart; the statistics of R's pass are discarded.
+    tell them apart; the statistics of R's pass are discarded. Cached, so equal
+    architectures and settings reuse one compilation.
     """
+    tx_r, tx_d = optax.adam(refiner_lr, b1=0.5), optax.adam(disc_lr, b1=0.5)
 
     def logits(d_params, d_stats, real, fake):
         d = nnx.merge(d_graph, d_params, d_stats, copy=True)
@@ -327,7 +330,7 @@ def _gan_step(r_graph, d_graph, tx_r, tx_d, crop: int, batch: int):
         r_params = optax.apply_updates(r_params, updates)
         return r_params, d_params, d_stats, opt_r, opt_d, d_loss, g_loss
 
-    return jax.jit(step, donate_argnums=(0, 1, 2, 3, 4))
+    return jax.jit(step, donate_argnums=(0, 1, 2, 3, 4)), tx_r.init, tx_d.init
 
 
 def _pool(images: Sequence[np.ndarray]) -> tuple[jax.Array, jax.Array]:
@@ -377,11 +380,11 @@ def train_refiner(refiner: Refiner, discriminator: nnx.Module, scales, reference
     fake_pool, fake_sizes = _pool(list(scales))
     r_graph, r_params = nnx.split(refiner)
     d_graph, d_params, d_stats = nnx.split(discriminator, nnx.Param, nnx.BatchStat)
-    tx_r, tx_d = optax.adam(refiner_lr, b1=0.5), optax.adam(disc_lr, b1=0.5)
-    step = _gan_step(r_graph, d_graph, tx_r, tx_d, int(crop), int(batch))
+    step, init_r, init_d = _gan_step(r_graph, d_graph, float(refiner_lr), float(disc_lr),
+                                     int(crop), int(batch))
     copy = functools.partial(jax.tree.map, jnp.copy)  # donated buffers must be private
     r_params, d_params, d_stats = copy(r_params), copy(d_params), copy(d_stats)
-    opt_r, opt_d = copy(tx_r.init(r_params)), copy(tx_d.init(d_params))
+    opt_r, opt_d = copy(init_r(r_params)), copy(init_d(d_params))
     key = jax.random.key(seed, impl="rbg")  # see _build
     history = np.zeros((steps, 2))
     for i in tqdm(range(steps), desc="mr2nst refiner GAN", disable=not progress,
@@ -407,7 +410,9 @@ class Mr2NSTConfig:
       levels: scales; level ``k`` has ``2^k x 2^k`` patches (paper 0, 1, 2).
       overlap: patch enlargement as a fraction of ``side / 2^k``.
       steps / optimizer / learning_rate / driver / remat: the NST optimisation (paper:
-        Adam, 400 iterations), see :class:`stylejax.methods.nst.NSTConfig`.
+        Adam, 400 iterations), see :class:`stylejax.methods.nst.NSTConfig`. With
+        ``"lbfgs"`` a batch of patches shares one line search, so it is not the same as
+        optimising each patch alone (with Adam it is).
       content_weight / style_weight: as in :mod:`stylejax.methods.nst`.
       content_taps / style_taps: default: the extractor's.
       histogram: histogram specification H of the max-Gram (Eq. 4); False = plain max.
