@@ -31,6 +31,18 @@ EXAMPLE = """example:
       -o ehm.png --weights random"""
 
 
+def _levels(text: str) -> tuple[int, ...]:
+    """``"0,1,2" -> (0, 1, 2)``, checked when the command line is parsed."""
+    try:
+        levels = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers (got {text!r})"
+                                         ) from None
+    if not levels or min(levels) < 0 or len(set(levels)) != len(levels):
+        raise argparse.ArgumentTypeError(f"must be distinct non-negative integers (got {text!r})")
+    return levels
+
+
 def _add_once(parser, *flags, **kwargs):
     """Add an option unless one of its flags already exists on ``parser``."""
     if any(flag in parser._option_string_actions for flag in flags):
@@ -67,7 +79,7 @@ def add_mr2nst_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("mr2nst options")
     group.add_argument("--work-size", type=int, default=512,
                        help="longer side of the working patches (paper 512)")
-    group.add_argument("--levels", default="0,1,2",
+    group.add_argument("--levels", type=_levels, default=(0, 1, 2),
                        help="scales: level k cuts 2^k x 2^k patches (default 0,1,2)")
     group.add_argument("--overlap", type=float, default=0.125,
                        help="patch enlargement for overlap blending (default 0.125)")
@@ -93,11 +105,7 @@ def config_from_args(args):
     """:class:`stylejax.methods.mr2nst.Mr2NSTConfig` from parsed arguments."""
     from stylejax.methods import mr2nst, nst
 
-    try:
-        levels = tuple(int(v) for v in str(args.levels).split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"--levels must be comma-separated integers (got {args.levels!r})"
-                         ) from None
+    levels = args.levels if isinstance(args.levels, tuple) else _levels(args.levels)
     cw = nst.THESIS_CONTENT_WEIGHT if args.content_weight is None else args.content_weight
     sw = nst.THESIS_STYLE_WEIGHT if args.style_weight is None else args.style_weight
     return mr2nst.Mr2NSTConfig(
