@@ -51,7 +51,8 @@ def run(args) -> int:
     except trainer.TrainingDiverged as err:
         raise StylejaxError(str(err)) from None
     summary = dict(config=cfg.name, workdir=args.workdir, step=result.step, **result.last_metrics)
-    if args.export:
+    import jax
+    if args.export and jax.process_index() == 0:
         from stylejax.metrics import stylex
         model = stylex.from_run(cfg, result.graphdef, result.state, result.step)
         model.save(args.export, dtype="float16")

@@ -217,7 +217,8 @@ _embed = jax.jit(_embed_impl, static_argnums=(0, 1))
 
 def from_run(cfg, graphdef, state, step: int) -> StyleX:
     """A :class:`StyleX` from a training state (``graphdef`` of the SimSiam model)."""
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    from stylejax.train.trainer import host_copy
+    model = nnx.merge(graphdef, host_copy(state.params), host_copy(state.batch_stats))
     info = dict(config=cfg.name, steps=int(step), image_size=cfg.image_size,
                 raw_size=cfg.raw_size, vendor_fraction=cfg.vendor_fraction)
     return StyleX.from_encoder(model.encoder, embed_size=cfg.embed_size, info=info)

@@ -15,6 +15,8 @@ Geometry of the data (all sizes in pixels)::
     StyleX.embed(images [N, H, W]): resized so that min(H, W) == embed_size,
     then the same (fully convolutional, globally pooled) encoder.
 
+Keep ``embed_size = raw_size * image_size / crop side`` so that embedded whole
+images have the pixel scale of the training views.
 With ``crop_scale == (image_size / raw_size,) * 2`` the views are exact crops
 (no resampling) and ``embed_size = raw_size`` shows the encoder whole images at
 the pixel scale it was trained on: the finest LAP bands (the ``h`` parameter)
@@ -184,17 +186,21 @@ def paper() -> Config:
     """The paper's setting, for a GPU/TPU: ResNet-18, batch 200, 800 px crops resized to 400 px.
 
     Phantoms are 1600 px; views are 800 px crops halved to 400 px, and
-    ``embed`` resizes images to a 1600 px shorter side (the same pixel scale).
+    ``embed`` resizes images to an 800 px shorter side (whole 1600 px images
+    halved: the pixel scale the encoder was trained at).
     SimSiam recipe unchanged (base lr 0.05, cosine, fixed predictor lr).
+    The in-memory pool holds 512 raw phantoms (5.2 GB float32) and 32 of them in
+    the 28 vendor styles (4.6 GB float16), built once and cached in the workdir;
+    more content needs a streaming source passed to ``trainer.train(source=...)``.
 
     Command: ``stylejax train-stylex --config paper --workdir gs://BUCKET/stylex_paper``
     (or a local directory) on one accelerator host.
     Expected: loss below -0.9 after a few thousand steps; about 15-20 pairs/s per
     V100-class GPU.
     """
-    return Config(name="paper", width=64, raw_size=1600, num_raw=4096, image_size=400,
-                  crop_scale=(0.5, 0.5), embed_size=1600, different_content=0.75,
-                  vendor_fraction=0.25, num_vendor_raw=512, batch_size=200, steps=20000,
+    return Config(name="paper", width=64, raw_size=1600, num_raw=512, image_size=400,
+                  crop_scale=(0.5, 0.5), embed_size=800, different_content=0.75,
+                  vendor_fraction=0.25, num_vendor_raw=32, batch_size=200, steps=20000,
                   base_lr=0.05, log_every=20, plot_every=500, checkpoint_every=1000,
                   keep_checkpoints=3)
 

@@ -202,6 +202,16 @@ def _cached_train_step(cfg: Config, graphdef, mesh, total_steps: int) -> Callabl
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
 
+def host_copy(tree):
+    """Numpy copies of (replicated) arrays from this process's first local shard.
+
+    Works on multi-host meshes, where ``jax.device_get`` of a replicated global
+    array is not allowed because not all of its shards are addressable.
+    """
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
+                        if isinstance(x, jax.Array) else x, tree)
+
+
 def shard_batch(local: dict, mesh, global_batch: int) -> dict:
     """This process's rows -> global arrays sharded on ``data``."""
     sharding = NamedSharding(mesh, P("data"))
@@ -369,7 +379,7 @@ def train(cfg: Config, workdir: str, *, steps: int | None = None, source=None,
     start = 0
     if manager.latest_step() is not None:
         state = restore(manager, state)
-        start = int(state.step)
+        start = int(manager.latest_step())
     if lead and local_workdir:
         _truncate_metrics(metrics_path, start)
 
@@ -384,7 +394,7 @@ def train(cfg: Config, workdir: str, *, steps: int | None = None, source=None,
         nonlocal pending, last, t_flush, n_flush
         if not pending:
             return
-        rows = jax.device_get([m for _, m in pending])
+        rows = host_copy([m for _, m in pending])
         elapsed = time.perf_counter() - t_flush
         rate = n_flush * cfg.batch_size / elapsed if elapsed > 0 else float("nan")
         lines = []
@@ -432,5 +442,5 @@ def train(cfg: Config, workdir: str, *, steps: int | None = None, source=None,
         bar.close()
         manager.wait_until_finished()
         manager.close()
-    return TrainResult(state=state, graphdef=graphdef, step=int(state.step), workdir=workdir,
-                       last_metrics=last)
+    return TrainResult(state=state, graphdef=graphdef, step=int(host_copy(state.step)),
+                       workdir=workdir, last_metrics=last)
