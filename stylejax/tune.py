@@ -507,6 +507,9 @@ class TuneResult:
       best_start: index of the start that gave ``params``.
       initial_distance: the distance of that start at step 0.
       stopped_early: True when the patience criterion ended the run.
+      screened: ``[K, P]`` points evaluated forward-only to choose the starts
+        (``K = 0`` without screening); screened_distances: ``[K]``; screen_seconds:
+        the wall time of that screening (included in ``elapsed``).
       pipeline: the :class:`Pipeline` tuned.
     """
 
@@ -521,6 +524,9 @@ class TuneResult:
     initial_distance: float
     stopped_early: bool
     pipeline: Pipeline
+    screened: np.ndarray
+    screened_distances: np.ndarray
+    screen_seconds: float
 
     @property
     def starts(self) -> int:
@@ -528,8 +534,9 @@ class TuneResult:
 
     @property
     def evaluations(self) -> int:
-        """Pipeline + encoder evaluations (each with its backward pass)."""
-        return int(self.steps * self.starts)
+        """Pipeline + encoder evaluations: ``steps * starts`` with their backward
+        pass, plus the forward-only screening."""
+        return int(self.steps * self.starts + len(self.screened))
 
     @property
     def best_history(self) -> np.ndarray:
@@ -576,9 +583,9 @@ def initial_points(pipeline: Pipeline, starts: int, seed: int, init=None) -> np.
 
 
 def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: int = 4,
-        lr: float = 0.1, pipeline: Pipeline | None = None, init=None, patience: int = 25,
-        tol: float = 1e-4, progress: bool = False, objective: Objective | None = None
-        ) -> TuneResult:
+        lr: float = 0.1, lr_final: float = 0.05, pipeline: Pipeline | None = None, init=None,
+        patience: int = 30, tol: float = 1e-3, screen: int = 64, progress: bool = False,
+        objective: Objective | None = None) -> TuneResult:
     """Tune pipeline parameters so the raw images take the references' style.
 
     Args:
@@ -591,12 +598,19 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
       steps: maximum Adam steps.
       seed: seed of the random start points.
       starts: optimisations run side by side (vmapped); the best is kept.
-      lr: Adam learning rate on the unconstrained parameters.
+      lr: peak Adam learning rate on the unconstrained parameters (near the middle
+        of the box, 0.1 moves a 0..10 parameter by up to about 0.25 per step).
+      lr_final: the learning rate decays from ``lr`` to ``lr * lr_final`` over
+        ``steps`` (cosine), so late steps refine instead of oscillating.
       pipeline: a :class:`Pipeline`; default :data:`LAP`.
       init: parameters of the first start (default the pipeline's neutral ones),
         or ``[k, P]`` flat start points for the first ``k`` starts.
-      patience, tol: stop when the best distance has not improved by more than
-        ``tol`` for ``patience`` steps.
+      screen: evaluate this many quasi-random points (Latin hypercube, plus the
+        neutral one) forward-only first and start from the best; given ``init``
+        points are always kept as starts. Cheap (no backward pass, one batch)
+        insurance against starting in a poor basin; 0 disables it.
+      patience, tol: stop when the best distance has not improved by more than the
+        fraction ``tol`` of itself for ``patience`` steps.
       progress: show a tqdm progress bar on stderr.
       objective: a prepared :class:`Objective` (then ``raw``, ``reference``,
         ``model`` and ``pipeline`` are ignored); saves re-validating and
@@ -609,18 +623,28 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
         run, or bad settings.
     """
     t0 = time.perf_counter()
-    if steps < 1 or starts < 1 or not lr > 0 or patience < 1:
-        raise ValueError(f"need steps >= 1, starts >= 1, lr > 0, patience >= 1 "
-                         f"(got steps={steps}, starts={starts}, lr={lr}, patience={patience})")
+    if steps < 1 or starts < 1 or not lr > 0 or patience < 1 or not 0 < lr_final <= 1:
+        raise ValueError(f"need steps >= 1, starts >= 1, lr > 0, 0 < lr_final <= 1, patience "
+                         f">= 1 (got steps={steps}, starts={starts}, lr={lr}, lr_final="
+                         f"{lr_final}, patience={patience})")
     if objective is None:
         objective = Objective(raw, reference, model=model, pipeline=pipeline)
     pipe = objective.pipeline
     low, high = (np.asarray(b) for b in pipe.bounds())
-    p0 = initial_points(pipe, starts, seed, init)
+    screen_t0 = time.perf_counter()
+    if screen > 0:
+        keep = 0 if init is None else len(np.atleast_2d(
+            init if np.ndim(init) == 2 else pipe.flatten(init)))
+        screened = initial_points(pipe, max(screen, starts + keep), seed, init)
+        screened_d = objective(screened, chunk=min(len(screened), 32))
+        order = keep + np.argsort(screened_d[keep:], kind="stable")
+        p0 = np.concatenate([screened[:keep], screened[order]])[:starts]
+    else:
+        p0 = initial_points(pipe, starts, seed, init)
+        screened, screened_d = np.zeros((0, len(low)), np.float32), np.zeros((0,))
+    screen_seconds = time.perf_counter() - screen_t0
     u = jnp.asarray(to_unconstrained(p0, low, high))
-    opt_state = _ADAM.init(u)
-    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
-    state = (u, opt_state, jnp.array(u), jnp.full((starts,), jnp.inf, jnp.float32))
+    state = (u, _ADAM.init(u), jnp.array(u), jnp.full((starts,), jnp.inf, jnp.float32))
 
     history, trajectory, elapsed = [], [], []
     best, since_best, stopped = np.inf, 0, False
@@ -632,14 +656,17 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
         bar = tqdm(total=steps, desc=f"tune {pipe.name}", unit="step", leave=False,
                    file=sys.stderr)
     try:
-        for _ in range(steps):
+        for t in range(steps):
             trajectory.append(np.asarray(to_bounded(state[0], low, high)))
+            decay = 0.5 * (1.0 + np.cos(np.pi * t / steps))
+            state[1].hyperparams["learning_rate"] = jnp.asarray(
+                lr * (lr_final + (1.0 - lr_final) * decay), jnp.float32)
             *state, d = objective.step(*state)
             d = np.asarray(d, np.float64)
             history.append(d)
             elapsed.append(time.perf_counter() - t0)
             current = float(np.nanmin(d)) if np.any(np.isfinite(d)) else np.inf
-            if current < best - tol:
+            if current < best - tol * abs(best) or not np.isfinite(best):
                 best, since_best = current, 0
             else:
                 since_best += 1
@@ -665,4 +692,5 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
                       trajectory=np.stack(trajectory), steps=len(history),
                       elapsed=np.asarray(elapsed), seconds=time.perf_counter() - t0, best_start=k,
                       initial_distance=float(history[0, k]), stopped_early=stopped,
-                      pipeline=pipe)
+                      pipeline=pipe, screened=screened, screened_distances=screened_d,
+                      screen_seconds=screen_seconds)

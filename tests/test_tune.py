@@ -90,16 +90,30 @@ def test_reparameterisation_stays_in_bounds_and_inverts():
     np.testing.assert_allclose(back, values, atol=2e-3)
 
 
-def test_fit_recovers_lap_parameters_across_content(objective):
-    result = tune.fit(None, None, objective=objective, steps=250, starts=STARTS, lr=0.2, seed=0)
+def test_fit_recovers_lap_parameters_exactly_on_matching_content():
+    # References styled from the raw images themselves: the objective's minimum
+    # (distance 0) is at the truth, so this checks the optimiser alone.
+    refs = [np.asarray(lap.process(r, lap.LAPParams(*map(float, TRUTH)))) for r in RAWS]
+    result = tune.fit(RAWS, refs, model=MODEL, steps=250, starts=STARTS, seed=0)
     got = np.array([result.params.w, result.params.l, result.params.h])
-    assert np.all(np.abs(got - TRUTH) <= 0.5), (got, TRUTH)
-    # Every visited point stays in the box, and the reported distance is the
-    # forward distance at the returned parameters.
+    assert np.all(np.abs(got - TRUTH) <= 0.3), (got, TRUTH)
+    assert result.distance < 1e-3
     assert result.trajectory.min() >= 0.0 and result.trajectory.max() <= 10.0
-    np.testing.assert_allclose(result.distance, objective(np.stack([got] * STARTS))[0], atol=1e-5)
-    assert result.distance < result.initial_distance
     assert result.to_dict()["params"].keys() == {"w", "l", "h"}
+    assert result.evaluations == result.steps * STARTS + len(result.screened) > 0
+
+
+def test_fit_across_content_reaches_the_truths_distance(objective):
+    # Non-matching content: the stand-in metric's optimum is biased away from the
+    # truth, but the optimiser must find a point at least as close as the truth,
+    # near it, and report the forward distance of the parameters it returns.
+    result = tune.fit(None, None, objective=objective, steps=250, starts=STARTS, seed=0)
+    got = np.array([result.params.w, result.params.l, result.params.h])
+    d_truth, d_got = objective(np.stack([TRUTH, got, got, got]), chunk=STARTS)[:2]
+    assert result.distance <= d_truth + 1e-6
+    assert np.all(np.abs(got - TRUTH) <= 1.0), (got, TRUTH)
+    np.testing.assert_allclose(result.distance, d_got, atol=1e-5)
+    assert result.distance < result.initial_distance
 
 
 def test_gradient_matches_finite_differences(objective):
@@ -147,7 +161,7 @@ def test_extended_lap_reproduces_lap_and_tunes():
         np.testing.assert_allclose(pipe.apply(x, ext), lap.process_normalized(x, p, levels=levels),
                                    atol=1e-5)
     result = tune.fit(RAWS, references(), model=MODEL, pipeline=pipe, steps=30, starts=2,
-                      lr=0.2)
+                      lr=0.2, screen=0)
     assert isinstance(result.params, tune.ExtendedLAPParams)
     assert result.trajectory.shape[1:] == (2, 3)
     assert result.distance < result.initial_distance

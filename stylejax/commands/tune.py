@@ -37,7 +37,8 @@ def register(subparsers):
     parser.add_argument("--steps", type=int, default=150, help="maximum Adam steps (default 150)")
     parser.add_argument("--starts", type=int, default=4,
                         help="optimisations run side by side; the best is kept (default 4)")
-    parser.add_argument("--lr", type=float, default=0.2, help="Adam learning rate (default 0.2)")
+    parser.add_argument("--lr", type=float, default=0.1,
+                        help="peak Adam learning rate (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the start points")
     parser.add_argument("--out", default="tune_out", metavar="DIR",
                         help="output directory (default tune_out)")

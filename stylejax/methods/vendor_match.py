@@ -106,7 +106,7 @@ def match_style(style: int, raws, reference_raws, *, model, steps: int = 60, sta
     d_neutral, d_grid = float(d_grid[-1]), d_grid[:-1]
     init = grid[np.argsort(d_grid)[:starts]]
     result = tune.fit(None, None, objective=objective, steps=steps, starts=starts, seed=seed,
-                      init=init)
+                      init=init, screen=0)
     seconds = time.perf_counter() - t0
 
     raw_stack = jnp.asarray(np.stack(raws))
