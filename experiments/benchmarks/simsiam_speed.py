@@ -11,9 +11,10 @@ left out on both sides: the views are fixed random images.
 Every variant runs in its own subprocess (XLA flags must be set before JAX
 starts; PyTorch uses ``--threads`` threads), and PyTorch runs before and after
 the JAX variants so that load from other processes on a shared machine shows
-up as drift. Throughput is pairs per second from the median step time after
-warm-up (compilation excluded), and from the fastest step ("best"), the
-figure least disturbed by other processes on a shared machine.
+up as drift; ``--rounds`` repeats the whole alternation and each contender's
+least disturbed run counts. Throughput is pairs per second from the median
+step time after warm-up (compilation excluded), and from the fastest step
+("best").
 
 Variants (JAX):
   baseline   float32, default XLA CPU flags (what the trainer runs)
@@ -223,6 +224,8 @@ def main(argv=None):
     p.add_argument("--pin", default="", metavar="CPUS",
                    help="comma-separated CPU ids to pin every worker to (e.g. 0 with --threads 1)")
     p.add_argument("--variants", default=",".join(JAX_VARIANTS))
+    p.add_argument("--rounds", type=int, default=2,
+                   help="repeat PyTorch + all variants this many times (best run counts)")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -242,30 +245,41 @@ def main(argv=None):
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(JAX_VARIANTS)}")
     results = {}
     print(f"SimSiam step, ResNet-18 width {args.width}, batch {args.batch} pairs, "
-          f"{args.size}x{args.size} px, {args.threads} threads", flush=True)
-    results["torch_before"] = _spawn(_worker_cmd(args, "torch"), cpus=cpus)
-    print(f"  torch (before)  {_pairs_per_s(results['torch_before'], args.batch):7.2f} pairs/s",
-          flush=True)
-    for name in variants:
-        v = JAX_VARIANTS[name]
-        results[f"jax_{name}"] = _spawn(_worker_cmd(args, "jax", dtype=v["dtype"]), v["flags"],
-                                        cpus=cpus)
-        print(f"  jax {name:11s} {_pairs_per_s(results[f'jax_{name}'], args.batch):7.2f} pairs/s"
-              + (f"  ({results[f'jax_{name}']['error']})" if "error" in results[f"jax_{name}"]
-                 else ""), flush=True)
-    results["torch_after"] = _spawn(_worker_cmd(args, "torch"), cpus=cpus)
-    print(f"  torch (after)   {_pairs_per_s(results['torch_after'], args.batch):7.2f} pairs/s")
+          f"{args.size}x{args.size} px, {args.threads} threads"
+          + (f", pinned to CPU {sorted(cpus)}" if cpus else ""), flush=True)
+    # Rounds alternate PyTorch and every JAX variant, so a burst of load from
+    # other processes hits one round, not one contender.
+    for r in range(args.rounds):
+        runs = [("torch", None)] + [(f"jax_{name}", JAX_VARIANTS[name]) for name in variants]
+        if r == args.rounds - 1:
+            runs.append(("torch", None))
+        for key, v in runs:
+            tag = f"{key}_r{r}" if key != "torch" or f"torch_r{r}" not in results else f"torch_r{r}b"
+            if v is None:
+                results[tag] = _spawn(_worker_cmd(args, "torch"), cpus=cpus)
+            else:
+                results[tag] = _spawn(_worker_cmd(args, "jax", dtype=v["dtype"]), v["flags"],
+                                      cpus=cpus)
+            err = results[tag].get("error")
+            print(f"  {tag:20s} {_pairs_per_s(results[tag], args.batch):7.2f} pairs/s"
+                  + (f"  ({err})" if err else ""), flush=True)
 
-    # Median: typical speed during the run. Best (fastest step): the least
-    # disturbed by other processes, which on a shared machine hit PyTorch's
-    # thread barriers much harder than XLA's.
-    torch_times = results["torch_before"].get("step_s", []) + results["torch_after"].get("step_s", [])
-    torch_rate = args.batch / statistics.median(torch_times)
-    torch_best = args.batch / min(torch_times)
+    def runs_of(key):
+        return [v for k, v in results.items() if k.startswith(key + "_r") and "step_s" in v]
+
+    # Per contender: the median step of its least disturbed run ("median"),
+    # and its fastest single step ("best").
+    def rates(key):
+        rs = runs_of(key)
+        if not rs:
+            return float("nan"), float("nan")
+        return (max(_pairs_per_s(x, args.batch) for x in rs),
+                max(_pairs_per_s(x, args.batch, min) for x in rs))
+
+    torch_rate, torch_best = rates("torch")
     table = {}
     for name in variants:
-        res = results[f"jax_{name}"]
-        rate, best = _pairs_per_s(res, args.batch), _pairs_per_s(res, args.batch, min)
+        rate, best = rates(f"jax_{name}")
         table[name] = dict(pairs_per_s=rate, ratio_vs_torch=rate / torch_rate,
                            best_pairs_per_s=best, best_ratio_vs_torch=best / torch_best)
     print("\nvariant     median pairs/s  ratio   best pairs/s  ratio")
@@ -278,7 +292,7 @@ def main(argv=None):
     except OSError:
         load = None
     out = dict(benchmark="simsiam_speed", batch=args.batch, size=args.size, width=args.width,
-               steps=args.steps, warmup=args.warmup, threads=args.threads,
+               steps=args.steps, warmup=args.warmup, threads=args.threads, rounds=args.rounds,
                pinned_cpus=sorted(cpus) if cpus else None,
                machine=dict(platform=platform.platform(), processor=platform.processor(),
                             cpu_count=os.cpu_count(), loadavg_at_end=load),
