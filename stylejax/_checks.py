@@ -48,7 +48,7 @@ def check_image(x, name: str = "image", *, min_rank: int = 2, max_rank: int | No
     if shape[-2] < min_size or shape[-1] < min_size:
         raise ValueError(f"{name} is too small: {shape[-2]}x{shape[-1]} pixels, "
                          f"need at least {min_size}x{min_size}")
-    dtype = np.dtype(getattr(x, "dtype", np.asarray(x).dtype))
+    dtype = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
     if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
         raise ValueError(f"{name} must be a real numeric array (got dtype {dtype})")
     if not is_concrete(x):
