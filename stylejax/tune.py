@@ -234,8 +234,6 @@ def image_list(images, name: str, *, min_size: int, raw: bool,
         _checks.check_not_constant(im, label)
         arr = np.asarray(im, np.float32)
         out += list(arr) if arr.ndim == 3 else [arr]
-    if not out:
-        raise ValueError(f"{name} holds no images")
     return out
 
 
