@@ -33,7 +33,8 @@ from stylejax.pipeline import pyramid
 def skimage_lap(raw, w, l, h, levels):
     """The LAP computation with scikit-image's pyramid and a numpy reconstruction."""
     x = -np.log(raw)
-    lo, hi = np.percentile(x[::4, ::4], (1, 99))
+    s = max(1, min(x.shape) // 128)
+    lo, hi = np.percentile(x[::s, ::s], (1, 99))
     x = (x - lo) / (hi - lo)
     layers = list(pyramid_laplacian(x, max_layer=levels, downscale=2, preserve_range=True))
     n_high = int(np.ceil(levels / 3))
