@@ -1,7 +1,6 @@
 """Execute the Colab notebooks headless with tiny settings (STYLEJAX_QUICK=1), so they
 never rot: every cell must run without error and the figures must be drawn."""
 
-import os
 import pathlib
 
 import nbformat

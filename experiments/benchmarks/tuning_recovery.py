@@ -41,7 +41,7 @@ per-evaluation time of a batched forward pass). Whole phantoms of 128 px are use
 StyleX is shown them without resampling (``embed_size`` 128 instead of 256): a
 quarter of the cost.
 
-Command (2 CPU cores; about 15 minutes per encoder):
+Command (2 shared CPU cores: about 12 minutes with stylex, 5 with descriptor):
     python experiments/benchmarks/tuning_recovery.py --encoder stylex
     python experiments/benchmarks/tuning_recovery.py --encoder descriptor
     python experiments/benchmarks/tuning_recovery.py --quick   # smoke run
@@ -316,7 +316,8 @@ def summarise(rows, methods, fwd):
 
 
 def print_table(title, summary, names):
-    print(f"\n{title}  (forward evaluation {summary['forward_seconds_per_evaluation'] * 1e3:.0f} ms)")
+    fwd_ms = summary["forward_seconds_per_evaluation"] * 1e3
+    print(f"\n{title}  (forward evaluation {fwd_ms:.0f} ms)")
     print(f"{'method':>12} {'budget':>7} {'MAE ' + '/'.join(names):>24} | {'recov':>5} "
           f"{'optim':>5} {'evals@adam':>10} {'s@adam':>7} {'x evals':>7} {'x time':>7}")
     for m, s in summary["methods"].items():

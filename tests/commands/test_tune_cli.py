@@ -27,7 +27,8 @@ class TinyEncoder:
             n, h, w = cur.shape
             down = cur.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
             up = jnp.repeat(jnp.repeat(down, 2, axis=1), 2, axis=2)
-            feats.append(0.2 * (jnp.log(jnp.mean((cur - up) ** 2, axis=(1, 2)) + 1e-6)[:, None] + 7))
+            energy = jnp.log(jnp.mean((cur - up) ** 2, axis=(1, 2)) + 1e-6)
+            feats.append(0.2 * (energy[:, None] + 7.0))
             cur = down
         return jnp.concatenate(feats, axis=-1)
 
