@@ -16,7 +16,11 @@ Only geometric augmentation is used, and never intensity jitter: a random square
 crop whose side is a fraction of the image's shorter side, resampled to
 ``image_size`` with the *same* scale factor (hence the same anti-aliasing
 filter) for both views, then one of the 8 flips/90-degree rotations per view.
-Crop positions and orientations are independent per view.
+Crop positions and orientations are independent per view. When tissue masks
+come with the images, crop positions are drawn among those whose crop is at
+least ``min_tissue`` tissue: about half of a mammogram is air, and a crop of
+air next to a crop of breast shares no visible style, so such pairs only teach
+the encoder noise.
 """
 
 from __future__ import annotations
@@ -38,11 +42,15 @@ class PairSpec:
       crop_scale: ``(low, high)``: the crop side is drawn uniformly from
         ``[low, high] * min(H, W)`` of the styled image, once per pair.
       dihedral: apply a random flip / 90-degree rotation (8 choices) per view.
+      min_tissue: with tissue masks, each crop is placed where at least this
+        fraction of it is tissue (or, where no position reaches it, where the
+        most is); 0 places crops uniformly.
     """
 
     image_size: int = 128
     crop_scale: tuple[float, float] = (0.5, 1.0)
     dihedral: bool = True
+    min_tissue: float = 0.0
 
     def validate(self, source_shape=None):
         """Raise ValueError for an inconsistent spec (or source image shape)."""
@@ -51,6 +59,8 @@ class PairSpec:
             raise ValueError(f"image_size must be >= 32 (got {self.image_size})")
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1 (got {self.crop_scale})")
+        if not 0.0 <= self.min_tissue <= 1.0:
+            raise ValueError(f"min_tissue must lie in [0, 1] (got {self.min_tissue})")
         if source_shape is not None and min(source_shape[-2:]) * lo < 1:
             raise ValueError(f"source images {tuple(source_shape[-2:])} are too small "
                              f"for crop_scale {self.crop_scale}")
@@ -116,7 +126,50 @@ def crop_resize(image, side, origin, size: int):
                                          antialias=True)
 
 
-def sample_geometry(key, n: int, shape, spec: PairSpec):
+#: Candidate crop positions per axis when crops are placed on tissue.
+TISSUE_CANDIDATES = 16
+
+
+def tissue_origins(key, tissue, side, min_tissue: float):
+    """Crop origins placed on tissue.
+
+    For each image, ``TISSUE_CANDIDATES**2`` candidate origins (one uniformly
+    at random in each cell of a regular grid over the allowed positions) are
+    scored by the tissue fraction of their crop (a summed-area table), and one
+    is drawn uniformly among those reaching ``min(min_tissue, best fraction)``.
+
+    Args:
+      key: PRNG key.
+      tissue: ``[n, H, W]`` tissue masks (nonzero = tissue).
+      side: ``[n]`` crop sides in pixels.
+      min_tissue: required tissue fraction of a crop.
+    Returns:
+      ``[n, 2]`` integer-valued float32 (row, column) origins.
+    """
+    n, h, w = tissue.shape
+    g = TISSUE_CANDIDATES
+    sat = jnp.cumsum(jnp.cumsum((tissue != 0).astype(jnp.float32), axis=1), axis=2)
+    sat = jnp.pad(sat, ((0, 0), (1, 0), (1, 0)))
+    keys = jax.random.split(key, n)
+
+    def one(k, table, s):
+        k_pos, k_pick = jax.random.split(k)
+        s_int = jnp.clip(jnp.round(s).astype(jnp.int32), 1, min(h, w))
+        u = (jnp.arange(g)[None, :] + jax.random.uniform(k_pos, (2, g))) / g
+        rows = jnp.floor(u[0] * (jnp.floor(h - s) + 1.0))
+        cols = jnp.floor(u[1] * (jnp.floor(w - s) + 1.0))
+        r, c = (v.astype(jnp.int32) for v in jnp.meshgrid(rows, cols, indexing="ij"))
+        r2, c2 = jnp.minimum(r + s_int, h), jnp.minimum(c + s_int, w)
+        area = table[r2, c2] - table[r, c2] - table[r2, c] + table[r, c]
+        frac = (area / (s_int * s_int).astype(jnp.float32)).ravel()
+        ok = frac >= jnp.minimum(min_tissue, frac.max())
+        pick = jax.random.categorical(k_pick, jnp.where(ok, 0.0, -jnp.inf))
+        return jnp.stack([rows[pick // g], cols[pick % g]])
+
+    return jax.vmap(one)(keys, sat, side)
+
+
+def sample_geometry(key, n: int, shape, spec: PairSpec, tissue_a=None, tissue_b=None):
     """Random crop sides (one per pair) and per-view origins and orientations.
 
     Args:
@@ -124,6 +177,9 @@ def sample_geometry(key, n: int, shape, spec: PairSpec):
       n: number of pairs.
       shape: ``(H, W)`` of the styled source images.
       spec: :class:`PairSpec`.
+      tissue_a, tissue_b: optional ``[n, H, W]`` tissue masks of each pair's two
+        source images; with ``spec.min_tissue > 0`` crops are placed on tissue
+        (:func:`tissue_origins`).
     Returns:
       dict with ``side [n]`` (float32 pixels), ``origin1, origin2 [n, 2]``
       (integer-valued float32) and ``orient1, orient2 [n]`` (int32 0..7).
@@ -138,12 +194,17 @@ def sample_geometry(key, n: int, shape, spec: PairSpec):
         room = jnp.stack([h - side, w - side], axis=-1)
         return jnp.floor(jax.random.uniform(k, (n, 2)) * (jnp.floor(room) + 1.0))
 
+    if spec.min_tissue > 0 and tissue_a is not None and tissue_b is not None:
+        origin1 = tissue_origins(k_o1, tissue_a, side, spec.min_tissue)
+        origin2 = tissue_origins(k_o2, tissue_b, side, spec.min_tissue)
+    else:
+        origin1, origin2 = origin(k_o1), origin(k_o2)
     if spec.dihedral:
         o1 = jax.random.randint(k_d1, (n,), 0, 8)
         o2 = jax.random.randint(k_d2, (n,), 0, 8)
     else:
         o1 = o2 = jnp.zeros((n,), jnp.int32)
-    return dict(side=side, origin1=origin(k_o1), origin2=origin(k_o2), orient1=o1, orient2=o2)
+    return dict(side=side, origin1=origin1, origin2=origin2, orient1=o1, orient2=o2)
 
 
 def cut_views(styled_a, styled_b, geometry, spec: PairSpec):
@@ -166,7 +227,7 @@ def cut_views(styled_a, styled_b, geometry, spec: PairSpec):
     return v1, v2
 
 
-def make_pairs(key, a, b, prestyled, spec: PairSpec, grid):
+def make_pairs(key, a, b, prestyled, spec: PairSpec, grid, tissue_a=None, tissue_b=None):
     """Positive pairs from a batch of source images (call inside ``jit``).
 
     Args:
@@ -177,6 +238,8 @@ def make_pairs(key, a, b, prestyled, spec: PairSpec, grid):
       prestyled: ``[B]`` bool; True for pairs styled on the host (vendor styles).
       spec: :class:`PairSpec`.
       grid: ``[S, 3]`` LAP styles to draw from (:func:`training_styles`).
+      tissue_a, tissue_b: optional ``[B, H, W]`` tissue masks of ``a`` and ``b``
+        (see :func:`sample_geometry`).
     Returns:
       ``(view1, view2, info)``: views ``[B, image_size, image_size]`` in [0, 1];
       ``info`` holds ``styles [B, 3]`` (the LAP parameters; meaningless where
@@ -190,7 +253,7 @@ def make_pairs(key, a, b, prestyled, spec: PairSpec, grid):
     keep = prestyled[:, None, None]
     styled_a = jnp.where(keep, a, lap_ab[:n])
     styled_b = jnp.where(keep, b, lap_ab[n:])
-    geometry = sample_geometry(k_geom, n, a.shape[-2:], spec)
+    geometry = sample_geometry(k_geom, n, a.shape[-2:], spec, tissue_a, tissue_b)
     v1, v2 = cut_views(styled_a, styled_b, geometry, spec)
     return v1, v2, dict(styles=styles, **geometry)
 

@@ -50,6 +50,8 @@ class Config:
       image_size: side of a training view (encoder input).
       crop_scale: (low, high) crop side as a fraction of ``raw_size``.
       embed_size: ``StyleX.embed`` resizes images so their shorter side is this.
+      min_tissue: crops are placed where at least this fraction of them is
+        breast tissue (0: anywhere, air included).
       different_content: probability that a pair's views come from two
         different raw images (otherwise two crops of one image).
       vendor_fraction: fraction of pairs styled with a black-box vendor training
@@ -80,6 +82,7 @@ class Config:
     image_size: int = 128
     crop_scale: tuple[float, float] = (0.5, 0.5)
     embed_size: int = 256
+    min_tissue: float = 0.8
     different_content: float = 0.75
     vendor_fraction: float = 0.0
     num_vendor_raw: int = 0
@@ -115,6 +118,7 @@ class Config:
         lo, hi = self.crop_scale
         need(0 < lo <= hi <= 1, f"crop_scale must satisfy 0 < low <= high <= 1 (got {self.crop_scale})")
         need(self.num_raw >= 2, "num_raw must be >= 2")
+        need(0.0 <= self.min_tissue <= 1.0, "min_tissue must lie in [0, 1]")
         need(0.0 <= self.different_content <= 1.0, "different_content must lie in [0, 1]")
         need(0.0 <= self.vendor_fraction <= 1.0, "vendor_fraction must lie in [0, 1]")
         need(self.vendor_fraction == 0 or 2 <= self.num_vendor_raw <= self.num_raw,

@@ -41,12 +41,14 @@ def _cached(path, build):
 
 
 def make_raw_pool(cfg: Config) -> np.ndarray:
-    """``[num_raw, raw_size, raw_size]`` float32 raw phantoms (CC/MLO alternating)."""
+    """``[2, num_raw, raw_size, raw_size]`` float32: raw phantoms (CC/MLO
+    alternating) and their tissue masks (1 where not air)."""
     from stylejax.data import phantom
     size = (cfg.raw_size, cfg.raw_size)
-    return np.stack([phantom.mammogram(cfg.data_seed + i, size=size,
-                                       view="cc" if i % 2 == 0 else "mlo").raw
-                     for i in range(cfg.num_raw)]).astype(np.float32)
+    images = [phantom.mammogram(cfg.data_seed + i, size=size, view="cc" if i % 2 == 0 else "mlo")
+              for i in range(cfg.num_raw)]
+    return np.stack([np.stack([m.raw for m in images]),
+                     np.stack([m.labels != phantom.BACKGROUND for m in images])]).astype(np.float32)
 
 
 def make_vendor_pool(raw: np.ndarray, styles) -> np.ndarray:
@@ -71,7 +73,9 @@ class PhantomSource:
     def __init__(self, cfg: Config, cache_dir: str | None = None):
         self.cfg = cfg
         tag = f"{cfg.data_seed}_{cfg.num_raw}_{cfg.raw_size}"
-        self.raw = _cached(_cache_path(cache_dir, f"raw_{tag}.npy"), lambda: make_raw_pool(cfg))
+        self.raw, self.tissue = _cached(_cache_path(cache_dir, f"raw_tissue_{tag}.npy"),
+                                        lambda: make_raw_pool(cfg))
+        self.tissue = self.tissue.astype(np.uint8)
         self.vendor_styles = ()
         self.vendor = None
         if cfg.vendor_fraction > 0:
@@ -123,4 +127,5 @@ class PhantomSource:
                 out[sel] = self.vendor[idx[which][sel], idx["style"][sel]].astype(np.float32)
             return out
 
-        return dict(a=images("a"), b=images("b"), prestyled=idx["vendor"].copy())
+        return dict(a=images("a"), b=images("b"), tissue_a=self.tissue[idx["a"]],
+                    tissue_b=self.tissue[idx["b"]], prestyled=idx["vendor"].copy())

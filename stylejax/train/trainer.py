@@ -163,7 +163,8 @@ def _step_key(cfg: Config) -> Config:
 def make_train_step(cfg: Config, graphdef, mesh, total_steps: int | None = None) -> Callable:
     """The jitted step ``(state, batch, key) -> (state, metrics)``.
 
-    ``batch`` holds ``a``, ``b`` ``[B, raw, raw]`` and ``prestyled`` ``[B]``,
+    ``batch`` holds ``a``, ``b`` ``[B, raw, raw]``, ``prestyled`` ``[B]`` and
+    optionally tissue masks ``tissue_a``, ``tissue_b`` ``[B, raw, raw]``,
     sharded on ``data``; ``state`` is donated. ``metrics`` are replicated
     scalars: ``loss``, ``grad_norm``, ``z_std`` (collapse monitor) and ``lr``.
     Steps are cached per (config, graph, mesh), so repeated :func:`train` calls
@@ -176,7 +177,8 @@ def make_train_step(cfg: Config, graphdef, mesh, total_steps: int | None = None)
 @functools.lru_cache(maxsize=8)
 def _cached_train_step(cfg: Config, graphdef, mesh, total_steps: int) -> Callable:
     tx, schedule = make_optimizer(cfg, total_steps)
-    spec = pairs.PairSpec(image_size=cfg.image_size, crop_scale=tuple(cfg.crop_scale))
+    spec = pairs.PairSpec(image_size=cfg.image_size, crop_scale=tuple(cfg.crop_scale),
+                          min_tissue=cfg.min_tissue)
     spec.validate((cfg.raw_size, cfg.raw_size))
     grid = pairs.training_styles()
 
@@ -188,7 +190,8 @@ def _cached_train_step(cfg: Config, graphdef, mesh, total_steps: int) -> Callabl
     def step(state: TrainState, batch, key):
         k = jax.random.fold_in(key, state.step)
         view1, view2, _ = pairs.make_pairs(k, batch["a"], batch["b"], batch["prestyled"],
-                                           spec, grid)
+                                           spec, grid, batch.get("tissue_a"),
+                                           batch.get("tissue_b"))
         (loss, (batch_stats, z1)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.batch_stats, view1, view2)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -119,3 +119,43 @@ def test_spec_validation():
         pairs.PairSpec(crop_scale=(0.8, 0.5)).validate()
     with pytest.raises(ValueError, match="image_size"):
         pairs.PairSpec(image_size=8).validate()
+
+
+def _crop_fraction(mask, origin, side):
+    r, c = int(origin[0]), int(origin[1])
+    return mask[r:r + side, c:c + side].mean()
+
+
+def test_crops_are_placed_on_tissue():
+    # Tissue: a disc in one corner (~20 % of the image); uniform crops mostly miss it.
+    yy, xx = np.mgrid[:RAW, :RAW]
+    disc = ((yy - 18) ** 2 + (xx - 20) ** 2 < 18 ** 2).astype(np.uint8)
+    blob = np.zeros((RAW, RAW), np.uint8)
+    blob[50:54, 3:7] = 1  # far smaller than a crop: no position reaches the threshold
+    masks = jnp.asarray(np.stack([disc] * 6 + [blob] * 2))
+    side = jnp.full((8,), 16.0)
+    origins = np.asarray(pairs.tissue_origins(jax.random.key(3), masks, side, 0.9))
+    assert np.all(origins == np.floor(origins))
+    assert np.all((origins >= 0) & (origins <= RAW - 16))
+    for i in range(6):
+        assert _crop_fraction(disc, origins[i], 16) >= 0.9
+    for i in (6, 7):  # best available position: the crop holds tissue
+        assert _crop_fraction(blob, origins[i], 16) > 0
+    # Different keys give different positions (not a fixed best crop).
+    again = np.asarray(pairs.tissue_origins(jax.random.key(4), masks, side, 0.9))
+    assert np.any(again[:6] != origins[:6])
+
+
+def test_make_pairs_with_tissue_masks_under_jit():
+    raw = jnp.asarray(_raw_images(4, seed=2))
+    mask = np.zeros((4, RAW, RAW), np.uint8)
+    mask[:, :, RAW // 2:] = 1  # right half is tissue
+    spec = pairs.PairSpec(image_size=SIZE // 2, crop_scale=(0.25, 0.25), min_tissue=1.0)
+    fn = jax.jit(lambda k, a, m: pairs.make_pairs(k, a, a, jnp.zeros(4, bool), spec,
+                                                  pairs.training_styles(), m, m))
+    v1, v2, info = fn(jax.random.key(0), raw, jnp.asarray(mask))
+    assert v1.shape == (4, SIZE // 2, SIZE // 2)
+    for o in (np.asarray(info["origin1"]), np.asarray(info["origin2"])):
+        assert np.all(o[:, 1] >= RAW // 2)
+    with pytest.raises(ValueError, match="min_tissue"):
+        pairs.PairSpec(min_tissue=1.5).validate()
