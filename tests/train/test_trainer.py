@@ -148,7 +148,7 @@ def test_configs(tmp_path):
     for name in ("smoke", "default", "paper", "pod"):
         cfg = configs.get(name)
         assert cfg.name == name and configs.NAMED[name].__doc__.count("Command") >= 1
-    assert configs.get("default").width == 32 and configs.get("paper").width == 64
+    assert configs.get("default").width == 16 and configs.get("paper").width == 64
     assert configs.get("paper").batch_size == 200 and configs.get("paper").image_size == 400
     assert configs.get("pod").distributed
     assert configs.Config.from_dict(json.loads(CFG.to_json())) == CFG
