@@ -220,7 +220,9 @@ def from_run(cfg, graphdef, state, step: int) -> StyleX:
     from stylejax.train.trainer import host_copy
     model = nnx.merge(graphdef, host_copy(state.params), host_copy(state.batch_stats))
     info = dict(config=cfg.name, steps=int(step), image_size=cfg.image_size,
-                raw_size=cfg.raw_size, vendor_fraction=cfg.vendor_fraction)
+                raw_size=cfg.raw_size, min_tissue=cfg.min_tissue,
+                vendor_fraction=cfg.vendor_fraction, data_seed=cfg.data_seed,
+                num_raw=cfg.num_raw)
     return StyleX.from_encoder(model.encoder, embed_size=cfg.embed_size, info=info)
 
 
