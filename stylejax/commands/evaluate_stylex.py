@@ -8,7 +8,7 @@ import shlex
 import sys
 
 EXAMPLE = """example:
-  stylejax evaluate-stylex --out eval/                   # the shipped model, ~5-10 min on CPU
+  stylejax evaluate-stylex --out eval/                   # the shipped model, ~1-5 min on CPU
   stylejax evaluate-stylex --model runs/stylex --out eval/ --quick
   stylejax evaluate-stylex --encoder handcrafted --out eval_hc/ --quick
 
