@@ -199,8 +199,10 @@ def paper() -> Config:
     ``embed`` resizes images to an 800 px shorter side (whole 1600 px images
     halved: the pixel scale the encoder was trained at).
     SimSiam recipe unchanged (base lr 0.05, cosine, fixed predictor lr).
-    The in-memory pool holds 512 raw phantoms (5.2 GB float32) and 32 of them in
-    the 28 vendor styles (4.6 GB float16), built once and cached in the workdir;
+    The in-memory pool holds 512 normalised phantoms (5.2 GB float32; the cache
+    file of raw images and tissue masks, read once at start, is twice that), their
+    tissue masks (1.3 GB) and 32 of them in the 28 vendor styles (4.6 GB
+    float16), built once and cached in the workdir;
     more content needs a streaming source passed to ``trainer.train(source=...)``.
 
     Command: ``stylejax train-stylex --config paper --workdir gs://BUCKET/stylex_paper``

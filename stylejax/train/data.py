@@ -73,9 +73,9 @@ class PhantomSource:
     def __init__(self, cfg: Config, cache_dir: str | None = None):
         self.cfg = cfg
         tag = f"{cfg.data_seed}_{cfg.num_raw}_{cfg.raw_size}"
-        self.raw, self.tissue = _cached(_cache_path(cache_dir, f"raw_tissue_{tag}.npy"),
-                                        lambda: make_raw_pool(cfg))
-        self.tissue = self.tissue.astype(np.uint8)
+        raw, tissue = _cached(_cache_path(cache_dir, f"raw_tissue_{tag}.npy"),
+                              lambda: make_raw_pool(cfg))
+        self.tissue = tissue.astype(np.uint8)
         self.vendor_styles = ()
         self.vendor = None
         if cfg.vendor_fraction > 0:
@@ -83,7 +83,11 @@ class PhantomSource:
             self.vendor_styles = tuple(int(s) for s in blackbox.TRAIN_STYLES)
             n = cfg.num_vendor_raw
             self.vendor = _cached(_cache_path(cache_dir, f"vendor_{tag}_{n}.npy"),
-                                  lambda: make_vendor_pool(self.raw[:n], self.vendor_styles))
+                                  lambda: make_vendor_pool(raw[:n], self.vendor_styles))
+        from stylejax.data import pairs
+        # LAP's style-free normalisation, once per image instead of in every step
+        # (only the normalised images are kept).
+        self.normalized = pairs.normalize(raw)
 
     def indices(self, step: int) -> dict:
         """The global batch of ``step`` as indices.
@@ -110,8 +114,10 @@ class PhantomSource:
         """This process's rows of the global batch of ``step``.
 
         Returns:
-          dict with ``a``, ``b`` ``[rows, raw_size, raw_size]`` float32 (raw
-          images, or vendor-styled images in [0, 1] where ``prestyled``) and
+          dict with ``a``, ``b`` ``[rows, raw_size, raw_size]`` float32
+          (normalised raw images, :func:`stylejax.data.pairs.normalize`, or
+          vendor-styled images in [0, 1] where ``prestyled``), their tissue
+          masks ``tissue_a``, ``tissue_b`` (uint8, same shape) and
           ``prestyled`` ``[rows]`` bool.
         """
         n = self.cfg.batch_size
@@ -121,7 +127,7 @@ class PhantomSource:
         idx = {k: v[rows] for k, v in self.indices(step).items()}
 
         def images(which):
-            out = self.raw[idx[which]]
+            out = self.normalized[idx[which]]
             if idx["vendor"].any():
                 sel = np.nonzero(idx["vendor"])[0]
                 out[sel] = self.vendor[idx[which][sel], idx["style"][sel]].astype(np.float32)

@@ -163,9 +163,9 @@ def _step_key(cfg: Config) -> Config:
 def make_train_step(cfg: Config, graphdef, mesh, total_steps: int | None = None) -> Callable:
     """The jitted step ``(state, batch, key) -> (state, metrics)``.
 
-    ``batch`` holds ``a``, ``b`` ``[B, raw, raw]``, ``prestyled`` ``[B]`` and
-    optionally tissue masks ``tissue_a``, ``tissue_b`` ``[B, raw, raw]``,
-    sharded on ``data``; ``state`` is donated. ``metrics`` are replicated
+    ``batch`` is a global batch as :meth:`PhantomSource.local_batch` makes
+    it (``a``, ``b`` ``[B, raw, raw]``, ``prestyled`` ``[B]``, optional tissue
+    masks ``tissue_a``, ``tissue_b``), sharded on ``data``; ``state`` is donated. ``metrics`` are replicated
     scalars: ``loss``, ``grad_norm``, ``z_std`` (collapse monitor) and ``lr``.
     Steps are cached per (config, graph, mesh), so repeated :func:`train` calls
     in one process (resuming, notebooks, tests) compile once.
@@ -342,6 +342,8 @@ def train(cfg: Config, workdir: str, *, steps: int | None = None, source=None,
       workdir: run directory (created; resumed from when it holds checkpoints).
       steps: total number of steps (overrides ``cfg.steps``).
       source: batch source with ``local_batch(step, process_index, process_count)``
+        returning what :meth:`PhantomSource.local_batch` does (LAP pairs as
+        normalised raw images, :func:`stylejax.data.pairs.normalize`)
         (default: :class:`PhantomSource` cached in ``WORKDIR/cache``).
       callback: called as ``callback(step, state)`` after each step is dispatched
         (tests use it to interrupt a run).

@@ -45,7 +45,10 @@ def exact_pairs():
     a[4], b[4] = styled_host
     spec = pairs.PairSpec(image_size=SIZE, crop_scale=(0.5, 0.5))
     fn = jax.jit(lambda k, a, b, s: pairs.make_pairs(k, a, b, s, spec, pairs.training_styles()))
-    v1, v2, info = fn(jax.random.key(7), jnp.asarray(a), jnp.asarray(b), jnp.asarray(prestyled))
+    # LAP pairs take normalised raw images; the reference below applies LAP to the raw ones.
+    na = np.where(prestyled[:, None, None], a, pairs.normalize(a))
+    nb = np.where(prestyled[:, None, None], b, pairs.normalize(b))
+    v1, v2, info = fn(jax.random.key(7), jnp.asarray(na), jnp.asarray(nb), jnp.asarray(prestyled))
     return a, b, prestyled, np.asarray(v1), np.asarray(v2), jax.tree.map(np.asarray, info)
 
 
@@ -147,7 +150,7 @@ def test_crops_are_placed_on_tissue():
 
 
 def test_make_pairs_with_tissue_masks_under_jit():
-    raw = jnp.asarray(_raw_images(4, seed=2))
+    raw = jnp.asarray(pairs.normalize(_raw_images(4, seed=2)))
     mask = np.zeros((4, RAW, RAW), np.uint8)
     mask[:, :, RAW // 2:] = 1  # right half is tissue
     spec = pairs.PairSpec(image_size=SIZE // 2, crop_scale=(0.25, 0.25), min_tissue=1.0)
