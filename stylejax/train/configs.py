@@ -184,8 +184,8 @@ def default() -> Config:
     --export stylejax/assets/stylex_default``
     Expected: 42 minutes on 2 CPU cores when the shipped model was trained
     (80 pairs/s); about 25 minutes since LAP's normalisation moved out of the
-    step (133 pairs/s, ``experiments/benchmarks/trainer_step.py``); the loss falls from about -0.2 to
-    about -0.7 while ``z_std`` stays near 1/sqrt(2048) = 0.022 (no collapse).
+    step (133 pairs/s, ``experiments/benchmarks/trainer_step.py``); the loss
+    falls from about -0.2 to about -0.8 while ``z_std`` stays near 1/sqrt(2048) = 0.022 (no collapse).
     """
     return Config(name="default", width=16, raw_size=256, num_raw=384, image_size=64,
                   crop_scale=(0.25, 0.25), embed_size=256, min_tissue=0.8,
