@@ -63,8 +63,9 @@ def main():
             zt = target_embedding(refs, truth, mode)
             d = np.array([1 - target_embedding(raws, p, mode) @ zt for p in GRID])
             near = np.abs(GRID - truth).sum(1).argmin()
+            d_truth = 1 - target_embedding(raws, truth, mode) @ zt
             print(f"target {t} {mode:6s} truth {truth} d(truth) "
-                  f"{1 - target_embedding(raws, truth, mode) @ zt:.4f}  grid best {GRID[d.argmin()]} "
+                  f"{d_truth:.4f}  grid best {GRID[d.argmin()]} "
                   f"{d.min():.4f}  grid styles beating the one nearest the truth: "
                   f"{int((d < d[near]).sum())}/216", flush=True)
 

@@ -170,22 +170,23 @@ def default() -> Config:
     placed on breast tissue (``min_tissue``), every pair of two different
     phantoms, LAP training styles plus 25 % black-box vendor training styles.
 
-    Traded for the CPU budget, each measured on this 2-core CPU: a width-32
-    network on 128 px views ran at ~10 pairs/s, width 32 on 64 px at ~38 and
-    width 16 on 64 px at ~80 pairs/s, so this config sees ~190 k pairs in under
-    an hour where the first shipped model (width 32, 128 px, 360 steps) saw
-    11.5 k. The peak lr is raised over the SimSiam recipe (base 0.25 instead of
-    0.05) for the short schedule. What mattered most (600-step pilots, same
-    evaluation): placing crops on tissue took the h sweep's |Spearman| from
-    0.10 to 0.75 and LAP-x retrieval from 0.56 to 1.0; about half of a phantom
-    is air, and an air crop paired with a tissue crop shares no visible style.
+    Traded for the CPU budget: the previous shipped model (width 32, 128 px
+    views) trained at ~9 pairs/s on this 2-core CPU, this config at ~80 (its
+    training progress bar), so it sees 192 k pairs in under an hour where that
+    one saw 11.5 k. The peak lr is raised over the SimSiam recipe (base 0.25
+    instead of 0.05) for the short schedule. What mattered most (600-step
+    pilots, ``experiments/stylex_pilots/``): placing crops on tissue took the h
+    sweep's |Spearman| from 0.10 to 0.75 and LAP-x retrieval from 0.56 to 1.0;
+    about half of a phantom is air, and an air crop paired with a tissue crop
+    shares no visible style.
 
     Command: ``stylejax train-stylex --config default --workdir /tmp/stylex_default
     --export stylejax/assets/stylex_default``
     Expected: 42 minutes on 2 CPU cores when the shipped model was trained
     (80 pairs/s); about 25 minutes since LAP's normalisation moved out of the
     step (133 pairs/s, ``experiments/benchmarks/trainer_step.py``); the loss
-    falls from about -0.2 to about -0.8 while ``z_std`` stays near 1/sqrt(2048) = 0.022 (no collapse).
+    falls from about -0.2 to about -0.8 while ``z_std`` stays near
+    1/sqrt(2048) = 0.022 (no collapse).
     """
     return Config(name="default", width=16, raw_size=256, num_raw=384, image_size=64,
                   crop_scale=(0.25, 0.25), embed_size=256, min_tissue=0.8,
@@ -201,9 +202,8 @@ def paper() -> Config:
     ``embed`` resizes images to an 800 px shorter side (whole 1600 px images
     halved: the pixel scale the encoder was trained at).
     SimSiam recipe unchanged (base lr 0.05, cosine, fixed predictor lr).
-    The in-memory pool holds 512 normalised phantoms (5.2 GB float32; the cache
-    file of raw images and tissue masks, read once at start, is twice that), their
-    tissue masks (1.3 GB) and 32 of them in the 28 vendor styles (4.6 GB
+    The in-memory pool holds 512 normalised phantoms (5.2 GB float32), their
+    tissue masks (1.3 GB uint8) and 32 of them in the 28 vendor styles (4.6 GB
     float16), built once and cached in the workdir;
     more content needs a streaming source passed to ``trainer.train(source=...)``.
 

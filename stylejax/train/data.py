@@ -40,15 +40,15 @@ def _cached(path, build):
     return data
 
 
-def make_raw_pool(cfg: Config) -> np.ndarray:
-    """``[2, num_raw, raw_size, raw_size]`` float32: raw phantoms (CC/MLO
-    alternating) and their tissue masks (1 where not air)."""
+def make_raw_pool(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Raw phantoms (CC/MLO alternating) ``[num_raw, raw_size, raw_size]`` float32
+    and their tissue masks (1 where not air), same shape, uint8."""
     from stylejax.data import phantom
     size = (cfg.raw_size, cfg.raw_size)
     images = [phantom.mammogram(cfg.data_seed + i, size=size, view="cc" if i % 2 == 0 else "mlo")
               for i in range(cfg.num_raw)]
-    return np.stack([np.stack([m.raw for m in images]),
-                     np.stack([m.labels != phantom.BACKGROUND for m in images])]).astype(np.float32)
+    return (np.stack([m.raw for m in images]).astype(np.float32),
+            np.stack([m.labels != phantom.BACKGROUND for m in images]).astype(np.uint8))
 
 
 def make_vendor_pool(raw: np.ndarray, styles) -> np.ndarray:
@@ -73,9 +73,14 @@ class PhantomSource:
     def __init__(self, cfg: Config, cache_dir: str | None = None):
         self.cfg = cfg
         tag = f"{cfg.data_seed}_{cfg.num_raw}_{cfg.raw_size}"
-        raw, tissue = _cached(_cache_path(cache_dir, f"raw_tissue_{tag}.npy"),
-                              lambda: make_raw_pool(cfg))
-        self.tissue = tissue.astype(np.uint8)
+        pool = []  # built at most once, for whichever cache file is missing
+
+        def built(k):
+            pool[:] = pool or make_raw_pool(cfg)
+            return pool[k]
+
+        raw = _cached(_cache_path(cache_dir, f"raw_{tag}.npy"), lambda: built(0))
+        self.tissue = _cached(_cache_path(cache_dir, f"tissue_{tag}.npy"), lambda: built(1))
         self.vendor_styles = ()
         self.vendor = None
         if cfg.vendor_fraction > 0:
