@@ -1,7 +1,12 @@
 """Gatys NST speed: the jitted stylejax step against a PyTorch implementation of the same loop.
 
 Run:  python experiments/benchmarks/nst_speed.py [--size 512] [--rounds 3]
-          [--xla-flags "--xla_cpu_..."] [--tag NAME]
+          [--xla-flags "--xla_cpu_..."] [--tag NAME] [--torch-device cuda]
+
+On a GPU machine JAX uses the GPU by default; ``--torch-device cuda`` puts the
+PyTorch side there too (both then use their default TF32 convolutions, so the
+loss check allows 2e-2 instead of 1e-3). Every timed step ends in a host read of
+the loss, which waits for the device on both sides.
 
 Both sides run the identical iteration: VGG19 up to relu5_2 on a grayscale image
 (repeated to RGB, ImageNet-normalised), content loss at relu5_2 (Eq. 2.2), Gram style
@@ -39,6 +44,7 @@ def parse_args():
     p.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the JAX side")
     p.add_argument("--remat", action="store_true", help="time the remat variant of the step")
     p.add_argument("--tag", default="", help="suffix of the results file")
+    p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"))
     return p.parse_args()
 
 
@@ -89,10 +95,13 @@ def jax_side(content, style, remat):
     return run_step, (lambda x: float(loss_fn(jnp.asarray(x), aux))), tensors, config
 
 
-def torch_side(content, style, tensors, config):
+def torch_side(content, style, tensors, config, device="cpu"):
     """The same loop in PyTorch (NCHW, parameters frozen so only the image gets gradients)."""
     import numpy as np
     import torch
+
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
     layers, cin, names, block, layer = [], 3, [], 1, 1
     for v in VGG19_CFG:
@@ -105,6 +114,7 @@ def torch_side(content, style, tensors, config):
         kernel, bias = tensors[f"conv{block}_{layer}"]
         conv.weight.data = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
         conv.bias.data = torch.from_numpy(bias.copy())
+        conv = conv.to(device)
         layers += [conv, torch.nn.ReLU()]
         names += [f"conv{block}_{layer}", f"relu{block}_{layer}"]
         cin, layer = v, layer + 1
@@ -112,8 +122,8 @@ def torch_side(content, style, tensors, config):
     net = torch.nn.Sequential(*layers[: last + 1]).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
     wanted = set(STYLE_TAPS + CONTENT_TAPS)
 
     def features(x):
@@ -131,9 +141,9 @@ def torch_side(content, style, tensors, config):
         return flat @ flat.T / (h * w)
 
     with torch.no_grad():
-        sf = features(torch.from_numpy(style)[None, None])
+        sf = features(tensor(style)[None, None])
         targets = {t: gram(sf[t]) for t in STYLE_TAPS}
-        content_target = features(torch.from_numpy(content)[None, None])[CONTENT_TAPS[0]]
+        content_target = features(tensor(content)[None, None])[CONTENT_TAPS[0]]
 
     def loss_of(x):
         f = features(x)
@@ -143,7 +153,7 @@ def torch_side(content, style, tensors, config):
             loss = loss + config.style_weight * ((gram(f[t]) - targets[t]) ** 2).sum() / (2 * c * c)
         return loss
 
-    image = torch.from_numpy(content.copy())[None, None].requires_grad_(True)
+    image = tensor(content.copy())[None, None].requires_grad_(True)
     opt = torch.optim.Adam([image], lr=config.learning_rate)
 
     def run_step():
@@ -157,7 +167,7 @@ def torch_side(content, style, tensors, config):
 
     def eval_loss(x):
         with torch.no_grad():
-            return float(loss_of(torch.from_numpy(np.asarray(x, np.float32))[None, None]))
+            return float(loss_of(tensor(np.asarray(x, np.float32))[None, None]))
 
     return run_step, eval_loss, torch.__version__, torch.get_num_threads()
 
@@ -178,8 +188,8 @@ def main():
     content, style = make_images(args.size)
     jax_step, jax_loss, tensors, config = jax_side(content, style, args.remat)
     try:
-        torch_step, torch_loss, torch_version, torch_threads = torch_side(content, style,
-                                                                         tensors, config)
+        torch_step, torch_loss, torch_version, torch_threads = torch_side(
+            content, style, tensors, config, args.torch_device)
     except ImportError:
         torch_step = None
         print("torch is not installed: timing the JAX side only "
@@ -192,7 +202,7 @@ def main():
         check["torch_loss"] = torch_loss(probe)
         rel = abs(check["jax_loss"] - check["torch_loss"]) / abs(check["torch_loss"])
         check["relative_difference"] = rel
-        if rel > 1e-3:
+        if rel > (2e-2 if args.torch_device == "cuda" else 1e-3):
             raise SystemExit(f"the two loops disagree: {check}")
 
     compile_s = timed(jax_step)  # compilation + first step
@@ -212,7 +222,7 @@ def main():
 
     result = {
         "benchmark": "gatys_nst_step", "size": args.size, "rounds": args.rounds,
-        "remat": args.remat, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "remat": args.remat, "torch_device": args.torch_device, "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "machine": {"processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
                     "devices": [str(d) for d in jax.devices()][:1],

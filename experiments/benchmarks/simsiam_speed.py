@@ -40,12 +40,22 @@ The remaining gap is XLA's CPU convolution kernels (Eigen) against PyTorch's
 oneDNN kernels; on a contended machine PyTorch's OpenMP thread barriers lose
 far more than XLA does, so the 2-thread ratio swings with the load.
 
+On a GPU (``--platform cuda``) both sides run on the device and every step
+ends with a device synchronisation (``block_until_ready`` / ``torch.cuda.synchronize``).
+Both use the frameworks' default float32 precision (TF32 convolutions on
+Ampere and later in both; PyTorch's cuDNN autotuner ``cudnn.benchmark`` on, the
+stronger baseline); the ``bf16`` JAX variant runs activations in bfloat16.
+
 Optional dependency: ``pip install torch==2.13.0`` (CPU wheel).
 
 Usage::
 
     python experiments/benchmarks/simsiam_speed.py            # default config's shape
     python experiments/benchmarks/simsiam_speed.py --width 64 --size 128 --batch 32
+    # the paper config's view size on a GPU (ResNet-18 at full width, 400 px):
+    python experiments/benchmarks/simsiam_speed.py --platform cuda --width 64 --size 400 \
+        --batch 64 --steps 20 --warmup 3 --variants baseline,bf16 \
+        --out experiments/benchmarks/results/simsiam_speed_gpu.json
 
 Writes ``experiments/benchmarks/results/simsiam_speed.json`` and prints a table.
 """
@@ -64,6 +74,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "simsiam_speed.json")
 
+GPU_VARIANTS = ("baseline", "bf16")
 JAX_VARIANTS = {
     "baseline": dict(flags="", dtype="float32"),
     "fastmath": dict(flags="--xla_cpu_enable_fast_math=true", dtype="float32"),
@@ -112,7 +123,8 @@ def run_jax(args) -> dict:
         loss.block_until_ready()
         times.append(time.perf_counter() - t0)
     return dict(step_s=times[args.warmup:], first_step_s=compile_s, loss=float(loss),
-                backend=jax.default_backend(), jax=jax.__version__)
+                backend=jax.default_backend(), device=str(jax.devices()[0].device_kind),
+                jax=jax.__version__)
 
 
 # ------------------------------------------------------------------------- PyTorch
@@ -122,6 +134,10 @@ def run_torch(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device("cuda" if args.platform == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     class Block(nn.Module):
         def __init__(self, cin, cout, stride):
@@ -158,14 +174,14 @@ def run_torch(args) -> dict:
         *layers,
         nn.Linear(f, f, bias=False), nn.BatchNorm1d(f), nn.ReLU(),
         nn.Linear(f, f, bias=False), nn.BatchNorm1d(f), nn.ReLU(),
-        nn.Linear(f, 2048, bias=False), nn.BatchNorm1d(2048, affine=False))
+        nn.Linear(f, 2048, bias=False), nn.BatchNorm1d(2048, affine=False)).to(device)
     predictor = nn.Sequential(nn.Linear(2048, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(),
-                              nn.Linear(512, 2048))
+                              nn.Linear(512, 2048)).to(device)
     params = list(encoder.parameters()) + list(predictor.parameters())
     opt = torch.optim.SGD(params, lr=0.05 * args.batch / 256, momentum=0.9, weight_decay=1e-4)
     cos = nn.CosineSimilarity(dim=1)
-    x1 = torch.rand(args.batch, 1, args.size, args.size)
-    x2 = torch.rand(args.batch, 1, args.size, args.size)
+    x1 = torch.rand(args.batch, 1, args.size, args.size, device=device)
+    x2 = torch.rand(args.batch, 1, args.size, args.size, device=device)
 
     def step():
         z1, z2 = encoder(x1), encoder(x2)
@@ -178,14 +194,17 @@ def run_torch(args) -> dict:
 
     t0 = time.perf_counter()
     step()
+    sync()
     first = time.perf_counter() - t0
     times = []
     for _ in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         loss = step()
+        sync()
         times.append(time.perf_counter() - t0)
     return dict(step_s=times[args.warmup:], first_step_s=first, loss=float(loss),
-                torch=torch.__version__, threads=args.threads)
+                torch=torch.__version__, threads=args.threads, device=str(device),
+                gpu=torch.cuda.get_device_name() if device.type == "cuda" else None)
 
 
 # --------------------------------------------------------------------------- driver
@@ -193,14 +212,14 @@ def _worker_cmd(args, worker, **extra):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", worker,
            "--batch", str(args.batch), "--size", str(args.size), "--width", str(args.width),
            "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--platform", args.platform]
     for k, v in extra.items():
         cmd += [f"--{k}", str(v)]
     return cmd
 
 
-def _spawn(cmd, flags="", cpus=None):
-    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+def _spawn(cmd, platform_name, flags="", cpus=None):
+    env = dict(os.environ, JAX_PLATFORMS=platform_name)
     env["XLA_FLAGS"] = flags
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=pin)
@@ -223,7 +242,11 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--pin", default="", metavar="CPUS",
                    help="comma-separated CPU ids to pin every worker to (e.g. 0 with --threads 1)")
-    p.add_argument("--variants", default=",".join(JAX_VARIANTS))
+    p.add_argument("--platform", choices=("cpu", "cuda"), default="cpu",
+                   help="run both frameworks on the CPU or on the (first) CUDA GPU")
+    p.add_argument("--variants", default=None,
+                   help=f"comma-separated JAX variants (default: all on cpu, "
+                        f"{','.join(GPU_VARIANTS)} on cuda)")
     p.add_argument("--rounds", type=int, default=2,
                    help="repeat PyTorch + all variants this many times (best run counts)")
     p.add_argument("--out", default=DEFAULT_OUT)
@@ -239,13 +262,14 @@ def main(argv=None):
         return 0
 
     cpus = {int(c) for c in args.pin.split(",") if c.strip()} or None
-    variants = [v for v in args.variants.split(",") if v]
+    variants = [v for v in (args.variants or ",".join(
+        GPU_VARIANTS if args.platform == "cuda" else JAX_VARIANTS)).split(",") if v]
     unknown = [v for v in variants if v not in JAX_VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(JAX_VARIANTS)}")
     results = {}
-    print(f"SimSiam step, ResNet-18 width {args.width}, batch {args.batch} pairs, "
-          f"{args.size}x{args.size} px, {args.threads} threads"
+    print(f"SimSiam step on {args.platform}, ResNet-18 width {args.width}, batch {args.batch} "
+          f"pairs, {args.size}x{args.size} px, {args.threads} threads"
           + (f", pinned to CPU {sorted(cpus)}" if cpus else ""), flush=True)
     # Rounds alternate PyTorch and every JAX variant, so a burst of load from
     # other processes hits one round, not one contender.
@@ -256,10 +280,10 @@ def main(argv=None):
         for key, v in runs:
             tag = f"{key}_r{r}" if key != "torch" or f"torch_r{r}" not in results else f"torch_r{r}b"
             if v is None:
-                results[tag] = _spawn(_worker_cmd(args, "torch"), cpus=cpus)
+                results[tag] = _spawn(_worker_cmd(args, "torch"), args.platform, cpus=cpus)
             else:
-                results[tag] = _spawn(_worker_cmd(args, "jax", dtype=v["dtype"]), v["flags"],
-                                      cpus=cpus)
+                results[tag] = _spawn(_worker_cmd(args, "jax", dtype=v["dtype"]), args.platform,
+                                      v["flags"], cpus=cpus)
             err = results[tag].get("error")
             print(f"  {tag:20s} {_pairs_per_s(results[tag], args.batch):7.2f} pairs/s"
                   + (f"  ({err})" if err else ""), flush=True)
@@ -291,7 +315,9 @@ def main(argv=None):
         load = os.getloadavg()
     except OSError:
         load = None
-    out = dict(benchmark="simsiam_speed", batch=args.batch, size=args.size, width=args.width,
+    gpu = next((v.get("gpu") for v in results.values() if v.get("gpu")), None)
+    out = dict(benchmark="simsiam_speed", platform=args.platform, gpu=gpu, batch=args.batch,
+               size=args.size, width=args.width,
                steps=args.steps, warmup=args.warmup, threads=args.threads, rounds=args.rounds,
                pinned_cpus=sorted(cpus) if cpus else None,
                machine=dict(platform=platform.platform(), processor=platform.processor(),
