@@ -8,7 +8,7 @@ normalisation (``-log`` and a percentile sort) is done once per pool image on th
 step to measure what that saves.
 
 Command (2-core CPU, ~2 minutes):
-    python experiments/benchmarks/trainer_step.py --config default
+    python experiments/benchmarks/trainer_step.py --config cpu
 Writes experiments/benchmarks/results/trainer_step.json.
 """
 

@@ -145,10 +145,10 @@ def test_process_shards_partition_the_global_batch(source):
 
 
 def test_configs(tmp_path):
-    for name in ("smoke", "default", "paper", "pod"):
+    for name in ("smoke", "cpu", "default", "paper", "pod"):
         cfg = configs.get(name)
         assert cfg.name == name and configs.NAMED[name].__doc__.count("Command") >= 1
-    assert configs.get("default").width == 16 and configs.get("paper").width == 64
+    assert configs.get("cpu").width == 16 and configs.get("paper").width == 64
     assert configs.get("paper").batch_size == 200 and configs.get("paper").image_size == 400
     assert configs.get("pod").distributed
     assert configs.Config.from_dict(json.loads(CFG.to_json())) == CFG
@@ -166,3 +166,16 @@ def test_resume_refuses_a_different_config(smoke_run):
     other = dataclasses.replace(CFG, base_lr=0.1)
     with pytest.raises(ValueError, match="different config"):
         trainer.train(other, smoke_run[0], progress=False)
+
+
+def test_vendor_pool_matches_blackbox_per_image(source):
+    """The threaded pool holds exactly what blackbox.apply gives image by image."""
+    from stylejax.pipeline import blackbox
+    from stylejax.train.data import make_raw_pool, make_vendor_pool
+    raw = make_raw_pool(CFG)[0][:2]
+    styles = tuple(int(s) for s in blackbox.TRAIN_STYLES[:3])
+    pool = make_vendor_pool(raw, styles)
+    assert pool.shape == (2, 3) + raw.shape[1:] and pool.dtype == np.float16
+    for i in range(2):
+        for j, s in enumerate(styles):
+            np.testing.assert_array_equal(pool[i, j], blackbox.apply(raw[i], s).astype(np.float16))
