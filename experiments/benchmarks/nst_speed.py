@@ -222,7 +222,8 @@ def main():
 
     result = {
         "benchmark": "gatys_nst_step", "size": args.size, "rounds": args.rounds,
-        "remat": args.remat, "torch_device": args.torch_device, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "remat": args.remat, "torch_device": args.torch_device,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "machine": {"processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
                     "devices": [str(d) for d in jax.devices()][:1],

@@ -166,7 +166,8 @@ def make_train_step(cfg: Config, graphdef, mesh, total_steps: int | None = None)
     ``batch`` is a global batch as :meth:`PhantomSource.local_batch` makes
     it (``a``, ``b`` ``[B, raw, raw]``, ``prestyled`` ``[B]``, optional tissue
     masks ``tissue_a``, ``tissue_b``), sharded on ``data``; ``state`` is
-    donated. ``metrics`` are replicated scalars: ``loss``, ``grad_norm``, ``z_std`` (collapse monitor) and ``lr``.
+    donated. ``metrics`` are replicated scalars: ``loss``, ``grad_norm``,
+    ``z_std`` (collapse monitor) and ``lr``.
     Steps are cached per (config, graph, mesh), so repeated :func:`train` calls
     in one process (resuming, notebooks, tests) compile once.
     """

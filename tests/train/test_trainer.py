@@ -168,7 +168,7 @@ def test_resume_refuses_a_different_config(smoke_run):
         trainer.train(other, smoke_run[0], progress=False)
 
 
-def test_vendor_pool_matches_blackbox_per_image(source):
+def test_vendor_pool_matches_blackbox_per_image():
     """The threaded pool holds exactly what blackbox.apply gives image by image."""
     from stylejax.pipeline import blackbox
     from stylejax.train.data import make_raw_pool, make_vendor_pool
@@ -179,3 +179,17 @@ def test_vendor_pool_matches_blackbox_per_image(source):
     for i in range(2):
         for j, s in enumerate(styles):
             np.testing.assert_array_equal(pool[i, j], blackbox.apply(raw[i], s).astype(np.float16))
+
+
+def test_local_batch_rows_come_from_their_pools():
+    """LAP rows are the normalised pool images, vendor rows the vendor pool's."""
+    cfg = dataclasses.replace(CFG, vendor_fraction=0.5, num_vendor_raw=4)
+    src = PhantomSource(cfg)
+    idx, batch = src.indices(3), src.local_batch(3)
+    assert idx["vendor"].any() and not idx["vendor"].all()
+    for which in ("a", "b"):
+        for row, (i, vendor, style) in enumerate(zip(idx[which], idx["vendor"], idx["style"])):
+            want = src.vendor[i, style].astype(np.float32) if vendor else src.normalized[i]
+            np.testing.assert_array_equal(batch[which][row], want)
+        np.testing.assert_array_equal(batch[f"tissue_{which}"], src.tissue[idx[which]])
+    np.testing.assert_array_equal(batch["prestyled"], idx["vendor"])
