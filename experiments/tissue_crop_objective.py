@@ -44,9 +44,12 @@ def tissue_crops(image, tissue):
 
 
 def main():
-    whole_model = stylex.load_pretrained()
-    crop_model = stylex.StyleX.from_weights(whole_model.flat_weights(), width=whole_model.width,
-                                            dim=whole_model.dim, embed_size=CROP)
+    shipped = stylex.load_pretrained()
+    # Whole images in one pass (the shipped model now embeds 128 px tiles instead).
+    whole_model, crop_model = (
+        stylex.StyleX.from_weights(shipped.flat_weights(), width=shipped.width,
+                                   dim=shipped.dim, embed_size=size)
+        for size in (shipped.embed_size, CROP))
     raws = [mammogram(7 + k, ("cc", "mlo")[k % 2]) for k in range(2)]
     rng = np.random.default_rng(0)
 

@@ -74,8 +74,10 @@ def model_at(model, size: int):
     StyleX model (its ``embed_size`` set to ``size``)."""
     if hasattr(model, "flat_weights") and getattr(model, "embed_size", size) != size:
         from stylejax import stylex
+        tile = None if model.tile_size is None else min(model.tile_size, size)
         return stylex.StyleX.from_weights(model.flat_weights(), width=model.width,
-                                          dim=model.dim, embed_size=size, info=model.info)
+                                          dim=model.dim, embed_size=size, tile_size=tile,
+                                          info=model.info)
     return model
 
 

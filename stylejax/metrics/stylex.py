@@ -12,6 +12,14 @@ the encoder's parameters (BatchNorm in inference mode) and is
 
 Images are resized (linear, anti-aliased, aspect ratio kept) so that their
 shorter side equals the model's ``embed_size``, the pixel scale of training.
+A model with a ``tile_size`` (the side of its training views) then embeds each
+image as a grid of ``tile_size`` tiles covering it (evenly spaced, overlapping
+where the side is not a multiple) and returns the mean of the tiles' unit-length
+projector outputs: the encoder sees the field of view it was trained on, not a
+larger one with more air and anatomy around the tissue. On unseen content this
+raised the distance's rank correlation with the swept LAP parameter from
+0.89 / 0.87 / 0.79 (whole image, w / l / h) to 0.90 / 0.95 / 0.92, and it held
+on a second set of phantoms (see the README's StyleX section).
 
 Saved model format (a directory): ``stylex.json`` (architecture, sizes, the
 weights' dtype, provenance) and ``weights.safetensors`` (the encoder's
@@ -77,6 +85,8 @@ class StyleX:
     Attributes:
       width, dim: encoder architecture (ResNet-18 width, embedding size).
       embed_size: shorter image side the encoder sees (inputs are resized to it).
+      tile_size: side of the tiles an image is embedded as (the training view
+        size), or None for the whole image in one pass.
       info: provenance (config name, training steps, ...), a dict.
     """
 
@@ -86,26 +96,32 @@ class StyleX:
     min_size = MIN_SIZE
 
     def __init__(self, graphdef, state, *, width: int, dim: int, embed_size: int,
-                 info: dict | None = None):
+                 tile_size: int | None = None, info: dict | None = None):
         self._graphdef = graphdef
         self._state = state
         self.width = int(width)
         self.dim = int(dim)
         self.embed_size = int(embed_size)
+        if tile_size is not None and not MIN_SIZE <= int(tile_size) <= self.embed_size:
+            raise ValueError(f"tile_size must be in [{MIN_SIZE}, embed_size={self.embed_size}] "
+                             f"or None (got {tile_size})")
+        self.tile_size = None if tile_size is None else int(tile_size)
         self.info = dict(info or {})
 
     # -- construction ---------------------------------------------------------
     @classmethod
-    def from_encoder(cls, encoder: StyleEncoder, *, embed_size: int, info: dict | None = None):
+    def from_encoder(cls, encoder: StyleEncoder, *, embed_size: int,
+                     tile_size: int | None = None, info: dict | None = None):
         """Wrap a :class:`StyleEncoder` (its BatchNorm switched to inference)."""
         encoder = nnx.view(encoder, use_running_average=True)
         graphdef, state = nnx.split(encoder)
         return cls(graphdef, state, width=encoder.backbone.width,
-                   dim=encoder.projector.bn3.num_features, embed_size=embed_size, info=info)
+                   dim=encoder.projector.bn3.num_features, embed_size=embed_size,
+                   tile_size=tile_size, info=info)
 
     @classmethod
     def from_weights(cls, weights: dict, *, width: int, dim: int, embed_size: int,
-                     info: dict | None = None):
+                     tile_size: int | None = None, info: dict | None = None):
         """Build from a flat ``{"path/to/leaf": array}`` dict (see :meth:`flat_weights`)."""
         encoder = nnx.eval_shape(lambda: StyleEncoder(width=width, dim=dim, rngs=nnx.Rngs(0)))
         graphdef, state = nnx.split(nnx.view(encoder, use_running_average=True))
@@ -124,7 +140,8 @@ class StyleX:
                                  f"expected {tuple(expected.shape)}")
             values.append(jnp.asarray(value, jnp.float32))
         nnx.replace_by_pure_dict(state, jax.tree_util.tree_unflatten(treedef, values))
-        return cls(graphdef, state, width=width, dim=dim, embed_size=embed_size, info=info)
+        return cls(graphdef, state, width=width, dim=dim, embed_size=embed_size,
+                   tile_size=tile_size, info=info)
 
     def encoder(self) -> StyleEncoder:
         """The wrapped :class:`StyleEncoder` (a new NNX module sharing the arrays;
@@ -139,13 +156,13 @@ class StyleX:
     # -- pytree ---------------------------------------------------------------
     def tree_flatten(self):
         return (self._state,), (self._graphdef, self.width, self.dim, self.embed_size,
-                                json.dumps(self.info, sort_keys=True, default=str))
+                                self.tile_size, json.dumps(self.info, sort_keys=True, default=str))
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        graphdef, width, dim, embed_size, info = aux
+        graphdef, width, dim, embed_size, tile_size, info = aux
         return cls(graphdef, children[0], width=width, dim=dim, embed_size=embed_size,
-                   info=json.loads(info))
+                   tile_size=tile_size, info=json.loads(info))
 
     # -- metric ---------------------------------------------------------------
     def embed(self, images):
@@ -155,7 +172,9 @@ class StyleX:
           images: ``[N, H, W]`` (or one ``[H, W]``) grayscale images in [0, 1],
             H, W >= 32; resized so the shorter side is ``embed_size``.
         Returns:
-          ``[N, dim]`` float32 (``[dim]`` for one image). Differentiable in ``images``.
+          ``[N, dim]`` float32 (``[dim]`` for one image): the mean of the unit-length
+          projector outputs of the image's tiles (one tile, the whole image, when
+          ``tile_size`` is None). Differentiable in ``images``.
         Raises:
           ValueError: wrong rank, too small, non-finite or outside [0, 1]
             (value checks only for concrete inputs).
@@ -163,7 +182,8 @@ class StyleX:
         _check_images(images)
         x = jnp.asarray(images, jnp.float32)
         single = x.ndim == 2
-        z = _embed(self._graphdef, self.embed_size, self._state, x[None] if single else x)
+        z = _embed(self._graphdef, self.embed_size, self.tile_size, self._state,
+                   x[None] if single else x)
         return z[0] if single else z
 
     def similarity(self, a, b):
@@ -184,6 +204,7 @@ class StyleX:
 
     def __repr__(self):
         return (f"StyleX(width={self.width}, dim={self.dim}, embed_size={self.embed_size}, "
+                f"tile_size={self.tile_size}, "
                 f"info={self.info})")
 
     # -- saving ---------------------------------------------------------------
@@ -202,17 +223,37 @@ class StyleX:
         weights = {k: np.ascontiguousarray(v.astype(dtype)) for k, v in self.flat_weights().items()}
         save_file(weights, os.path.join(path, WEIGHTS_FILE))
         meta = dict(format=FORMAT, width=self.width, dim=self.dim, embed_size=self.embed_size,
+                    tile_size=self.tile_size,
                     dtype=dtype, info=self.info)
         with open(os.path.join(path, MODEL_FILE), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
 
 
-def _embed_impl(graphdef, embed_size, state, images):
+def tile_starts(side: int, tile: int) -> list[int]:
+    """Start offsets of ``ceil(side / tile)`` tiles evenly spaced over ``side`` pixels
+    (first at 0, last ending at ``side``)."""
+    n = -(-side // tile)
+    return [int(round(v)) for v in np.linspace(0, side - tile, n)]
+
+
+def _tiles(images, tile: int):
+    """``[N, H, W] -> [N, T, tile, tile]``, the tiles of :func:`tile_starts` per axis."""
+    h, w = images.shape[-2:]
+    return jnp.stack([images[:, i:i + tile, j:j + tile]
+                      for i in tile_starts(h, tile) for j in tile_starts(w, tile)], axis=1)
+
+
+def _embed_impl(graphdef, embed_size, tile_size, state, images):
     encoder = nnx.merge(graphdef, state, copy=True)
-    return encoder(_resize_shorter(images, embed_size))
+    images = _resize_shorter(images, embed_size)
+    tiles = images[:, None] if tile_size is None else _tiles(images, tile_size)
+    n, t = tiles.shape[:2]
+    z = encoder(tiles.reshape(n * t, *tiles.shape[2:])).reshape(n, t, -1)
+    z = z / jnp.sqrt(jnp.sum(z * z, axis=-1, keepdims=True) + 1e-12)
+    return z.mean(axis=1)
 
 
-_embed = jax.jit(_embed_impl, static_argnums=(0, 1))
+_embed = jax.jit(_embed_impl, static_argnums=(0, 1, 2))
 
 
 def from_run(cfg, graphdef, state, step: int) -> StyleX:
@@ -223,7 +264,8 @@ def from_run(cfg, graphdef, state, step: int) -> StyleX:
                 raw_size=cfg.raw_size, min_tissue=cfg.min_tissue,
                 vendor_fraction=cfg.vendor_fraction, data_seed=cfg.data_seed,
                 num_raw=cfg.num_raw)
-    return StyleX.from_encoder(model.encoder, embed_size=cfg.embed_size, info=info)
+    return StyleX.from_encoder(model.encoder, embed_size=cfg.embed_size,
+                               tile_size=cfg.image_size, info=info)
 
 
 def load(path: str) -> StyleX:
@@ -252,7 +294,8 @@ def load(path: str) -> StyleX:
         if not os.path.exists(weights_path):
             raise ValueError(f"{path} is not a complete StyleX model: {WEIGHTS_FILE} is missing")
         return StyleX.from_weights(load_file(weights_path), width=meta["width"], dim=meta["dim"],
-                                   embed_size=meta["embed_size"], info=meta.get("info"))
+                                   embed_size=meta["embed_size"],
+                                   tile_size=meta.get("tile_size"), info=meta.get("info"))
     from stylejax.train import trainer
     try:
         cfg, graphdef, state, step = trainer.load_run(path)

@@ -13,7 +13,8 @@ Geometry of the data (all sizes in pixels)::
       --> encoder (training view)
 
     StyleX.embed(images [N, H, W]): resized so that min(H, W) == embed_size,
-    then the same (fully convolutional, globally pooled) encoder.
+    cut into tiles of image_size (the training view size), the tiles' unit-length
+    encoder outputs averaged.
 
 Keep ``embed_size = raw_size * image_size / crop side`` so that embedded whole
 images have the pixel scale of the training views.

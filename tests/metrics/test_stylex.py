@@ -40,6 +40,28 @@ def test_embed_similarity_distance(model, images):
     assert model.distance(images[0], images).shape == (3,)
 
 
+def test_tiled_embedding_is_mean_of_unit_tile_embeddings():
+    encoder = StyleEncoder(width=4, dim=16, rngs=nnx.Rngs(jax.random.key(1, impl="rbg")))
+    tiled = stylex.StyleX.from_encoder(encoder, embed_size=64, tile_size=32)
+    images = np.random.default_rng(1).random((2, 64, 80)).astype(np.float32)
+    # Independent reference: the tiles cut by hand (80 px = 3 tiles of 32 at 0, 24, 48).
+    net = tiled.encoder()
+    expected = []
+    for image in images:
+        tiles = np.stack([image[i:i + 32, j:j + 32] for i in (0, 32) for j in (0, 24, 48)])
+        z = np.asarray(net(jnp.asarray(tiles)))
+        expected.append((z / np.linalg.norm(z, axis=-1, keepdims=True)).mean(0))
+    np.testing.assert_allclose(np.asarray(tiled.embed(images)), np.stack(expected),
+                               rtol=1e-4, atol=1e-5)
+    # Without tiles: the whole image in one pass, unit length.
+    whole = stylex.StyleX.from_encoder(encoder, embed_size=64)
+    z = np.asarray(net(jnp.asarray(images)))
+    np.testing.assert_allclose(np.asarray(whole.embed(images)),
+                               z / np.linalg.norm(z, axis=-1, keepdims=True), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="tile_size"):
+        stylex.StyleX.from_encoder(encoder, embed_size=64, tile_size=65)
+
+
 def test_input_validation(model, images):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.embed(images * 2)
@@ -67,9 +89,10 @@ def test_save_load_roundtrip(model, images, tmp_path):
         path = str(tmp_path / dtype)
         model.save(path, dtype=dtype)
         meta = json.load(open(os.path.join(path, "stylex.json")))
-        assert meta["dtype"] == dtype and meta["embed_size"] == 32
+        assert meta["dtype"] == dtype and meta["embed_size"] == 32 and meta["tile_size"] is None
         loaded = stylex.load(path)
         assert loaded.info == {"config": "test"} and loaded.dim == 16
+        assert loaded.tile_size is None
         z2 = np.asarray(loaded.embed(images))
         cos = (z * z2).sum(-1) / np.linalg.norm(z, axis=-1) / np.linalg.norm(z2, axis=-1)
         assert np.all(cos > 1 - tol)
@@ -90,6 +113,7 @@ def test_load_errors(tmp_path):
 def test_shipped_model_loads():
     model = stylex.load_pretrained()
     assert model.dim == 2048 and model.embed_size >= 128
+    assert model.tile_size == model.info["image_size"]  # tiles = the training views
     assert model.info.get("config") == "default"
     weights = model.flat_weights()
     assert all(np.all(np.isfinite(w)) for w in weights.values())

@@ -60,6 +60,7 @@ def test_smoke_run_end_to_end(smoke_run):
     # The run and its export load as StyleX models and agree.
     from_run, from_export = stylex.load(workdir), stylex.load(export)
     assert from_run.info["steps"] == CFG.steps and from_run.embed_size == CFG.embed_size
+    assert from_run.tile_size == CFG.image_size
     images = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
     z_run, z_exp = np.asarray(from_run.embed(images)), np.asarray(from_export.embed(images))
     assert z_run.shape == (2, CFG.dim)
