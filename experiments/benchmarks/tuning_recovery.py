@@ -323,7 +323,7 @@ def print_table(title, summary, names):
     print(f"{'method':>12} {'budget':>7} {'MAE ' + '/'.join(names):>24} | {'recov':>5} "
           f"{'optim':>5} {'evals@adam':>10} {'s@adam':>7} {'x evals':>7} {'x time':>7}")
     for m, s in summary["methods"].items():
-        mae = "/".join(f"{v:.2f}" for v in s["mae_per_parameter"])[:24]
+        mae = "/".join(f"{v:.2f}" for v in s["mae_per_parameter"])
         o = s["optimum"]
         e, t = o["evals_to_adam_level"], o["seconds_to_adam_level"]
         re, rt = o["evals_ratio_vs_adam"], o["seconds_ratio_vs_adam"]
