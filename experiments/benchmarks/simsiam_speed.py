@@ -38,11 +38,11 @@ same results to float32 rounding) -- kept only what helped:
 
 The remaining gap is XLA's CPU convolution kernels (Eigen) against PyTorch's
 oneDNN kernels (``conv_profile.py`` breaks it down per layer: the weight gradients
-of the 32x32 and 16x16 stages take XLA about 4x PyTorch's time; computing them as
-9 shifted matrix products was up to 2x faster on the 16x16 stage but no faster at
-32x32, where copying the shifted inputs costs as much as the products; YNNPACK
-convolutions, ``--xla_cpu_experimental_ynn_fusion_type=+individual_convolution``,
-were slower); on a contended machine PyTorch's OpenMP thread barriers lose
+of the 32x32 and 16x16 stages take XLA about 4x PyTorch's time; in one-off
+micro-benchmarks not kept here, computing them as 9 shifted matrix products was up
+to 2x faster on the 16x16 stage but no faster at 32x32, where copying the shifted
+inputs costs as much as the products, and YNNPACK convolutions
+(``--xla_cpu_experimental_ynn_fusion_type=+individual_convolution``) were slower); on a contended machine PyTorch's OpenMP thread barriers lose
 far more than XLA does, so the 2-thread ratio swings with the load.
 
 On a GPU (``--platform cuda``) both sides run on the device and every step

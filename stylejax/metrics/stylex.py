@@ -102,9 +102,10 @@ class StyleX:
         self.width = int(width)
         self.dim = int(dim)
         self.embed_size = int(embed_size)
-        if tile_size is not None and not MIN_SIZE <= int(tile_size) <= self.embed_size:
-            raise ValueError(f"tile_size must be in [{MIN_SIZE}, embed_size={self.embed_size}] "
-                             f"or None (got {tile_size})")
+        if tile_size is not None and not (isinstance(tile_size, (int, np.integer))
+                                          and MIN_SIZE <= tile_size <= self.embed_size):
+            raise ValueError(f"tile_size must be an integer in [{MIN_SIZE}, "
+                             f"embed_size={self.embed_size}] or None (got {tile_size!r})")
         self.tile_size = None if tile_size is None else int(tile_size)
         self.info = dict(info or {})
 

@@ -16,10 +16,10 @@ Geometry of the data (all sizes in pixels)::
     cut into tiles of image_size (the training view size), the tiles' unit-length
     encoder outputs averaged.
 
-Keep ``embed_size = raw_size * image_size / crop side`` so that embedded whole
+Keep ``embed_size = raw_size * image_size / crop side`` so that embedded
 images have the pixel scale of the training views.
 With ``crop_scale == (image_size / raw_size,) * 2`` the views are exact crops
-(no resampling) and ``embed_size = raw_size`` shows the encoder whole images at
+(no resampling) and ``embed_size = raw_size`` shows the encoder images at
 the pixel scale it was trained on: the finest LAP bands (the ``h`` parameter)
 stay intact. The paper instead crops 800 px and halves them to 400 px.
 """
@@ -115,6 +115,9 @@ class Config:
         need(self.compute_dtype in ("float32", "bfloat16"), "compute_dtype must be float32 or bfloat16")
         need(self.image_size >= 32, f"image_size must be >= 32 (got {self.image_size})")
         need(self.embed_size >= 32, f"embed_size must be >= 32 (got {self.embed_size})")
+        need(self.image_size <= self.embed_size,
+             f"image_size ({self.image_size}) must be <= embed_size ({self.embed_size}): "
+             f"StyleX.embed cuts embedded images into tiles of image_size")
         need(self.raw_size >= 32, f"raw_size must be >= 32 (got {self.raw_size})")
         lo, hi = self.crop_scale
         need(0 < lo <= hi <= 1, f"crop_scale must satisfy 0 < low <= high <= 1 (got {self.crop_scale})")

@@ -60,6 +60,8 @@ def test_tiled_embedding_is_mean_of_unit_tile_embeddings():
                                z / np.linalg.norm(z, axis=-1, keepdims=True), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="tile_size"):
         stylex.StyleX.from_encoder(encoder, embed_size=64, tile_size=65)
+    with pytest.raises(ValueError, match="tile_size"):
+        stylex.StyleX.from_encoder(encoder, embed_size=64, tile_size="32")
 
 
 def test_input_validation(model, images):

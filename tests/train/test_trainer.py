@@ -161,6 +161,8 @@ def test_configs(tmp_path):
     assert configs.get(str(path)).steps == 2
     with pytest.raises(ValueError, match="crop_scale"):
         dataclasses.replace(CFG, crop_scale=(0.9, 0.1)).validate()
+    with pytest.raises(ValueError, match="image_size .* must be <= embed_size"):
+        dataclasses.replace(CFG, image_size=CFG.embed_size + 1).validate()
 
 
 def test_resume_refuses_a_different_config(smoke_run):
