@@ -3,7 +3,8 @@
 The shipped model was trained on 128 px views of 256 px phantoms. ``StyleX.embed``
 used to show it whole 256 px images (four times the field of view, air and
 anatomy around the tissue); with ``tile_size`` it embeds the image as 128 px tiles
-and averages their unit-length embeddings. This runs the StyleX evaluation
+and averages their unit-length embeddings. Measured on the raw 2048-d embeddings
+(``without_projection()``: the style projection came after). This runs the StyleX evaluation
 (:mod:`stylejax.evaluation.stylex_eval`, without baselines) for tilings of the same
 weights on the standard evaluation phantoms (seeds 0-11) and on a second set
 (seeds 50000-50011) that played no part in choosing the tiling, and prints the
@@ -35,9 +36,7 @@ CONTENT_SETS = {"eval (seeds 0-11)": 0, "second set (seeds 50000-50011)": 50_000
 
 def variant(model, name: str, tile_size):
     """The shipped weights with another tiling, named ``name`` in the tables."""
-    out = stylex.StyleX.from_weights(model.flat_weights(), width=model.width, dim=model.dim,
-                                     embed_size=model.embed_size, tile_size=tile_size,
-                                     info=model.info)
+    out = model.replace(tile_size=tile_size)
     out.name = name
     return out
 
@@ -46,7 +45,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.path.join(HERE, "results", "stylex_tiling.json"))
     args = p.parse_args(argv)
-    model = stylex.load_pretrained()
+    model = stylex.load_pretrained().without_projection()
     encoders = [variant(model, name, tile) for name, tile in TILINGS.items()]
     results = {}
     t0 = time.time()

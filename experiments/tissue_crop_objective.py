@@ -44,12 +44,11 @@ def tissue_crops(image, tissue):
 
 
 def main():
-    shipped = stylex.load_pretrained()
-    # Whole images in one pass (the shipped model now embeds 128 px tiles instead).
-    whole_model, crop_model = (
-        stylex.StyleX.from_weights(shipped.flat_weights(), width=shipped.width,
-                                   dim=shipped.dim, embed_size=size)
-        for size in (shipped.embed_size, CROP))
+    # Whole images in one pass, raw 2048-d embeddings (the shipped model now embeds
+    # 128 px tiles through a style projection instead).
+    shipped = stylex.load_pretrained().without_projection()
+    whole_model, crop_model = (shipped.replace(embed_size=size, tile_size=None)
+                               for size in (shipped.embed_size, CROP))
     raws = [mammogram(7 + k, ("cc", "mlo")[k % 2]) for k in range(2)]
     rng = np.random.default_rng(0)
 

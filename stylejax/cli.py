@@ -12,7 +12,8 @@ import importlib
 import sys
 
 # Module names under stylejax.commands, in the order --help lists them.
-COMMANDS = ("demo", "lap", "phantoms", "tune", "train_stylex", "evaluate_stylex", "nst")
+COMMANDS = ("demo", "lap", "phantoms", "tune", "train_stylex", "fit_projection",
+            "evaluate_stylex", "nst")
 
 
 class StylejaxError(Exception):

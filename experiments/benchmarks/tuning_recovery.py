@@ -72,12 +72,9 @@ SUCCESS_TOL = 0.5
 def model_at(model, size: int):
     """The encoder, showing it ``size`` px images without resampling when it is a
     StyleX model (its ``embed_size`` set to ``size``)."""
-    if hasattr(model, "flat_weights") and getattr(model, "embed_size", size) != size:
-        from stylejax import stylex
+    if hasattr(model, "tile_size") and getattr(model, "embed_size", size) != size:
         tile = None if model.tile_size is None else min(model.tile_size, size)
-        return stylex.StyleX.from_weights(model.flat_weights(), width=model.width,
-                                          dim=model.dim, embed_size=size, tile_size=tile,
-                                          info=model.info)
+        return model.replace(embed_size=size, tile_size=tile)
     return model
 
 

@@ -21,9 +21,17 @@ raised the distance's rank correlation with the swept LAP parameter from
 0.89 / 0.87 / 0.79 (whole image, w / l / h) to 0.90 / 0.95 / 0.92, and it held
 on a second set of phantoms (see the README's StyleX section).
 
+A model may carry a *style projection* (:mod:`stylejax.metrics.style_projection`):
+a linear map ``(z - mean) @ matrix`` fitted after training on the training styles,
+which keeps the directions that separate styles and shrinks those that vary with
+content (linear discriminant analysis). :meth:`StyleX.embed` returns the
+projected embedding when there is one (the shipped model has a 64-d one); the
+paper's 2048-d projector output is ``model.without_projection().embed(images)``.
+
 Saved model format (a directory): ``stylex.json`` (architecture, sizes, the
 weights' dtype, provenance) and ``weights.safetensors`` (the encoder's
-parameters and BatchNorm statistics, keys ``path/to/leaf``). A training run
+parameters and BatchNorm statistics, keys ``path/to/leaf``, and the style
+projection as float32 ``style_projection/mean`` and ``style_projection/matrix``). A training run
 directory (``config.json`` + ``checkpoints/``) loads too.
 """
 
@@ -43,6 +51,7 @@ from stylejax.models.simsiam import StyleEncoder, cosine_similarity
 MODEL_FILE = "stylex.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "stylejax.stylex/1"
+PROJECTION_KEYS = ("style_projection/mean", "style_projection/matrix")
 #: Smallest image side accepted by :meth:`StyleX.embed`.
 MIN_SIZE = 32
 _PRETRAINED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -87,6 +96,8 @@ class StyleX:
       embed_size: shorter image side the encoder sees (inputs are resized to it).
       tile_size: side of the tiles an image is embedded as (the training view
         size), or None for the whole image in one pass.
+      projection: ``(mean [dim], matrix [dim, k])`` applied to the encoder's
+        output as ``(z - mean) @ matrix``, or None (the raw ``dim``-d output).
       info: provenance (config name, training steps, ...), a dict.
     """
 
@@ -96,7 +107,7 @@ class StyleX:
     min_size = MIN_SIZE
 
     def __init__(self, graphdef, state, *, width: int, dim: int, embed_size: int,
-                 tile_size: int | None = None, info: dict | None = None):
+                 tile_size: int | None = None, projection=None, info: dict | None = None):
         self._graphdef = graphdef
         self._state = state
         self.width = int(width)
@@ -107,7 +118,28 @@ class StyleX:
             raise ValueError(f"tile_size must be an integer in [{MIN_SIZE}, "
                              f"embed_size={self.embed_size}] or None (got {tile_size!r})")
         self.tile_size = None if tile_size is None else int(tile_size)
+        self.projection = _check_projection(projection, self.dim)
         self.info = dict(info or {})
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of :meth:`embed`'s vectors (the projection's width, else ``dim``)."""
+        return self.dim if self.projection is None else int(self.projection[1].shape[1])
+
+    def replace(self, **changes) -> "StyleX":
+        """A copy sharing the weights with ``embed_size``, ``tile_size``,
+        ``projection`` or ``info`` changed."""
+        unknown = set(changes) - {"embed_size", "tile_size", "projection", "info"}
+        if unknown:
+            raise TypeError(f"StyleX.replace got unknown field(s): {sorted(unknown)}")
+        fields = dict(embed_size=self.embed_size, tile_size=self.tile_size,
+                      projection=self.projection, info=self.info)
+        fields.update(changes)
+        return StyleX(self._graphdef, self._state, width=self.width, dim=self.dim, **fields)
+
+    def without_projection(self) -> "StyleX":
+        """The same model embedding to the raw ``dim``-d projector output (the paper's)."""
+        return self.replace(projection=None)
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -122,7 +154,7 @@ class StyleX:
 
     @classmethod
     def from_weights(cls, weights: dict, *, width: int, dim: int, embed_size: int,
-                     tile_size: int | None = None, info: dict | None = None):
+                     tile_size: int | None = None, projection=None, info: dict | None = None):
         """Build from a flat ``{"path/to/leaf": array}`` dict (see :meth:`flat_weights`)."""
         encoder = nnx.eval_shape(lambda: StyleEncoder(width=width, dim=dim, rngs=nnx.Rngs(0)))
         graphdef, state = nnx.split(nnx.view(encoder, use_running_average=True))
@@ -142,7 +174,7 @@ class StyleX:
             values.append(jnp.asarray(value, jnp.float32))
         nnx.replace_by_pure_dict(state, jax.tree_util.tree_unflatten(treedef, values))
         return cls(graphdef, state, width=width, dim=dim, embed_size=embed_size,
-                   tile_size=tile_size, info=info)
+                   tile_size=tile_size, projection=projection, info=info)
 
     def encoder(self) -> StyleEncoder:
         """The wrapped :class:`StyleEncoder` (a new NNX module sharing the arrays;
@@ -156,14 +188,19 @@ class StyleX:
 
     # -- pytree ---------------------------------------------------------------
     def tree_flatten(self):
-        return (self._state,), (self._graphdef, self.width, self.dim, self.embed_size,
-                                self.tile_size, json.dumps(self.info, sort_keys=True, default=str))
+        return (self._state, self.projection), (
+            self._graphdef, self.width, self.dim, self.embed_size, self.tile_size,
+            json.dumps(self.info, sort_keys=True, default=str))
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         graphdef, width, dim, embed_size, tile_size, info = aux
-        return cls(graphdef, children[0], width=width, dim=dim, embed_size=embed_size,
-                   tile_size=tile_size, info=json.loads(info))
+        model = object.__new__(cls)  # no checks: leaves may be tracers or placeholders
+        model._graphdef, model._state, model.projection = graphdef, children[0], children[1]
+        model.width, model.dim, model.embed_size, model.tile_size = width, dim, embed_size, \
+            tile_size
+        model.info = json.loads(info)
+        return model
 
     # -- metric ---------------------------------------------------------------
     def embed(self, images):
@@ -173,9 +210,10 @@ class StyleX:
           images: ``[N, H, W]`` (or one ``[H, W]``) grayscale images in [0, 1],
             H, W >= 32; resized so the shorter side is ``embed_size``.
         Returns:
-          ``[N, dim]`` float32 (``[dim]`` for one image): the mean of the unit-length
-          projector outputs of the image's tiles (one tile, the whole image, when
-          ``tile_size`` is None). Differentiable in ``images``.
+          ``[N, embedding_dim]`` float32 (``[embedding_dim]`` for one image): the mean
+          of the unit-length projector outputs of the image's tiles (one tile, the
+          whole image, when ``tile_size`` is None), through the style projection
+          when the model has one. Differentiable in ``images``.
         Raises:
           ValueError: wrong rank, too small, non-finite or outside [0, 1]
             (value checks only for concrete inputs).
@@ -184,7 +222,7 @@ class StyleX:
         x = jnp.asarray(images, jnp.float32)
         single = x.ndim == 2
         z = _embed(self._graphdef, self.embed_size, self.tile_size, self._state,
-                   x[None] if single else x)
+                   self.projection, x[None] if single else x)
         return z[0] if single else z
 
     def similarity(self, a, b):
@@ -205,7 +243,7 @@ class StyleX:
 
     def __repr__(self):
         return (f"StyleX(width={self.width}, dim={self.dim}, embed_size={self.embed_size}, "
-                f"tile_size={self.tile_size}, "
+                f"tile_size={self.tile_size}, embedding_dim={self.embedding_dim}, "
                 f"info={self.info})")
 
     # -- saving ---------------------------------------------------------------
@@ -222,12 +260,31 @@ class StyleX:
             raise ValueError(f"dtype must be float16 or float32 (got {dtype!r})")
         os.makedirs(path, exist_ok=True)
         weights = {k: np.ascontiguousarray(v.astype(dtype)) for k, v in self.flat_weights().items()}
+        if self.projection is not None:  # float32: small, and it scales every direction
+            weights.update({k: np.ascontiguousarray(np.asarray(v, np.float32))
+                            for k, v in zip(PROJECTION_KEYS, self.projection)})
         save_file(weights, os.path.join(path, WEIGHTS_FILE))
         meta = dict(format=FORMAT, width=self.width, dim=self.dim, embed_size=self.embed_size,
-                    tile_size=self.tile_size,
+                    tile_size=self.tile_size, projection_dim=(
+                        None if self.projection is None else self.embedding_dim),
                     dtype=dtype, info=self.info)
         with open(os.path.join(path, MODEL_FILE), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
+
+
+def _check_projection(projection, dim: int):
+    """``(mean [dim], matrix [dim, k])`` as float32 arrays, or None; ValueError if malformed."""
+    if projection is None:
+        return None
+    if not isinstance(projection, (tuple, list)) or len(projection) != 2:
+        raise ValueError("projection must be a (mean, matrix) pair or None")
+    mean, matrix = (jnp.asarray(v, jnp.float32) for v in projection)
+    if mean.shape != (dim,) or matrix.ndim != 2 or matrix.shape[0] != dim or matrix.shape[1] < 1:
+        raise ValueError(f"projection must be mean [{dim}] and matrix [{dim}, k] "
+                         f"(got {tuple(mean.shape)} and {tuple(matrix.shape)})")
+    if not (bool(jnp.all(jnp.isfinite(mean))) and bool(jnp.all(jnp.isfinite(matrix)))):
+        raise ValueError("projection contains NaN or inf")
+    return mean, matrix
 
 
 def tile_starts(side: int, tile: int) -> list[int]:
@@ -244,14 +301,18 @@ def _tiles(images, tile: int):
                       for i in tile_starts(h, tile) for j in tile_starts(w, tile)], axis=1)
 
 
-def _embed_impl(graphdef, embed_size, tile_size, state, images):
+def _embed_impl(graphdef, embed_size, tile_size, state, projection, images):
     encoder = nnx.merge(graphdef, state, copy=True)
     images = _resize_shorter(images, embed_size)
     tiles = images[:, None] if tile_size is None else _tiles(images, tile_size)
     n, t = tiles.shape[:2]
     z = encoder(tiles.reshape(n * t, *tiles.shape[2:])).reshape(n, t, -1)
     z = z / jnp.sqrt(jnp.sum(z * z, axis=-1, keepdims=True) + 1e-12)
-    return z.mean(axis=1)
+    z = z.mean(axis=1)
+    if projection is not None:
+        mean, matrix = projection
+        z = (z - mean) @ matrix
+    return z
 
 
 _embed = jax.jit(_embed_impl, static_argnums=(0, 1, 2))
@@ -294,9 +355,15 @@ def load(path: str) -> StyleX:
         weights_path = os.path.join(path, WEIGHTS_FILE)
         if not os.path.exists(weights_path):
             raise ValueError(f"{path} is not a complete StyleX model: {WEIGHTS_FILE} is missing")
-        return StyleX.from_weights(load_file(weights_path), width=meta["width"], dim=meta["dim"],
+        weights = load_file(weights_path)
+        projection = [weights.pop(k, None) for k in PROJECTION_KEYS]
+        if (projection[0] is None) != (projection[1] is None):
+            raise ValueError(f"{weights_path}: the style projection is incomplete "
+                             f"(needs both {PROJECTION_KEYS[0]} and {PROJECTION_KEYS[1]})")
+        return StyleX.from_weights(weights, width=meta["width"], dim=meta["dim"],
                                    embed_size=meta["embed_size"],
-                                   tile_size=meta.get("tile_size"), info=meta.get("info"))
+                                   tile_size=meta.get("tile_size"), info=meta.get("info"),
+                                   projection=None if projection[0] is None else projection)
     from stylejax.train import trainer
     try:
         cfg, graphdef, state, step = trainer.load_run(path)

@@ -122,3 +122,43 @@ def test_shipped_model_loads():
     # Trained, not freshly initialised: the residual branches' last BN scales moved off 0.
     scales = [w for k, w in weights.items() if k.endswith("bn2/scale")]
     assert scales and max(float(np.abs(s).max()) for s in scales) > 1e-3
+    # The shipped model embeds through its style projection (fitted after training).
+    assert model.embedding_dim == model.info["projection"]["dims"] == 64
+    assert model.without_projection().embedding_dim == 2048
+
+
+def test_projection_applies_after_tile_mean(model, images, tmp_path):
+    rng = np.random.default_rng(2)
+    mean, matrix = rng.normal(size=16).astype(np.float32), rng.normal(size=(16, 5)).astype(
+        np.float32)
+    projected = model.replace(projection=(mean, matrix))
+    assert projected.embedding_dim == 5 and model.embedding_dim == 16
+    z = np.asarray(model.embed(images))
+    expected = (z - mean) @ matrix
+    np.testing.assert_allclose(np.asarray(projected.embed(images)), expected, rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(np.asarray(projected.without_projection().embed(images)), z,
+                               rtol=1e-6)
+    # Pytree with the projection as leaves: jit and grad go through it.
+    jitted = jax.jit(lambda m, x: m.embed(x))(projected, jnp.asarray(images))
+    np.testing.assert_allclose(np.asarray(jitted), expected, rtol=1e-4, atol=1e-4)
+    g = jax.grad(lambda x: projected.distance(x, jnp.asarray(images[0])))(jnp.asarray(images[1]))
+    assert np.all(np.isfinite(g)) and float(jnp.abs(g).max()) > 0
+    # Saved as float32 beside float16 weights; loads back.
+    projected.save(str(tmp_path / "p"), dtype="float16")
+    loaded = stylex.load(str(tmp_path / "p"))
+    assert json.load(open(tmp_path / "p" / "stylex.json"))["projection_dim"] == 5
+    np.testing.assert_array_equal(np.asarray(loaded.projection[1]), matrix)
+    # Malformed projections.
+    with pytest.raises(ValueError, match="projection must be mean"):
+        model.replace(projection=(mean[:3], matrix))
+    with pytest.raises(ValueError, match="NaN"):
+        model.replace(projection=(mean, np.full_like(matrix, np.nan)))
+    with pytest.raises(TypeError, match="unknown"):
+        model.replace(width=3)
+    from safetensors.numpy import load_file, save_file
+    weights = load_file(str(tmp_path / "p" / "weights.safetensors"))
+    del weights["style_projection/mean"]
+    save_file(weights, str(tmp_path / "p" / "weights.safetensors"))
+    with pytest.raises(ValueError, match="projection is incomplete"):
+        stylex.load(str(tmp_path / "p"))

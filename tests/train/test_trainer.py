@@ -57,8 +57,12 @@ def test_smoke_run_end_to_end(smoke_run):
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
     saved = configs.Config.from_dict(json.load(open(os.path.join(workdir, "config.json"))))
     assert saved == CFG
-    # The run and its export load as StyleX models and agree.
+    # The run and its export load as StyleX models and agree; the export has its
+    # style projection.
     from_run, from_export = stylex.load(workdir), stylex.load(export)
+    assert from_run.projection is None and from_export.embedding_dim == CFG.dim
+    assert from_export.info["projection"]["dims"] == CFG.dim
+    from_export = from_export.without_projection()
     assert from_run.info["steps"] == CFG.steps and from_run.embed_size == CFG.embed_size
     assert from_run.tile_size == CFG.image_size
     images = np.random.default_rng(0).random((2, 64, 64)).astype(np.float32)
@@ -66,6 +70,24 @@ def test_smoke_run_end_to_end(smoke_run):
     assert z_run.shape == (2, CFG.dim)
     cos = (z_run * z_exp).sum(-1) / np.linalg.norm(z_run, axis=-1) / np.linalg.norm(z_exp, axis=-1)
     assert np.all(cos > 0.999)  # float16 export
+
+
+def test_fit_projection_command(smoke_run, tmp_path, capsys):
+    workdir, export = smoke_run
+    out = str(tmp_path / "projected")
+    assert cli.main(["fit-projection", "--model", workdir, "--out", out, "--no-progress"]) == 0
+    model = stylex.load(out)
+    assert model.embedding_dim == CFG.dim and model.info["steps"] == CFG.steps
+    # Same fitting set as the export's (float32 here, float16 weights there).
+    images = np.random.default_rng(1).random((3, 64, 64)).astype(np.float32)
+    a, b = np.asarray(model.embed(images)), np.asarray(stylex.load(export).embed(images))
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    assert np.all(cos > 0.9)
+    # A model that does not say what it was trained on: a clear error.
+    bare = str(tmp_path / "bare")
+    model.replace(info={}).save(bare)
+    assert cli.main(["fit-projection", "--model", bare, "--out", out, "--no-progress"]) == 2
+    assert "training data" in capsys.readouterr().err
 
 
 def test_kill_and_resume_continues_identically(smoke_run, source, tmp_path):
