@@ -4,8 +4,9 @@ Example::
 
     from stylejax import stylex
     model = stylex.load_pretrained()
-    z = model.embed(images)              # [N, H, W] in [0, 1] -> [N, 2048]
+    z = model.embed(images)              # [N, H, W] in [0, 1] -> [N, 64] (style projection)
     d = model.distance(image_a, image_b) # 1 - cosine of the embeddings (paper Eq. 1)
+    z_paper = model.without_projection().embed(images)   # the 2048-d projector output
 """
 
 from stylejax.metrics.stylex import (  # noqa: F401

@@ -11,10 +11,13 @@ images can be found by gradient descent:
   between the average styles).
 
 Parameters live in a box (``[0, 10]`` for LAP) through the smooth
-reparameterisation ``p = low + (high - low) * sigmoid(u)``, so Adam works on an
-unconstrained ``u`` and no step can leave the box. Several starts run at once:
-the pipeline is ``vmap``-ped over starts and all styled images go through the
-encoder as one batch; the start with the lowest distance is kept.
+reparameterisation ``p = low + (high - low) * sigmoid(u)``, so the optimiser works
+on an unconstrained ``u`` and no step can leave the box. The optimiser is optax's
+L-BFGS with a zoom line search (default: it reaches the objective's optimum in
+about 15 evaluations on LAP, 5-10x fewer than Adam or Nelder-Mead, see the README)
+or Adam. Several starts run at once: the pipeline is ``vmap``-ped over starts and
+all styled images go through the encoder as one batch; the start with the lowest
+distance is kept.
 
 Any differentiable pipeline can be tuned: a :class:`Pipeline` is a function
 ``(normalised_log_raw [..., H, W], params) -> image [..., H, W]`` plus a
@@ -380,6 +383,113 @@ def _step(pipeline, embed, model_arg, xs, target, low, high, u, opt_state, best_
 
 _step_jit = jax.jit(_step, static_argnums=(0, 1), donate_argnums=(7, 8, 9, 10))
 
+def _values_and_grads(pipeline, embed, model_arg, xs, target, p):
+    """``p [S, P]`` bounded parameters -> distances ``[S]`` and their gradients ``[S, P]``
+    (the starts are independent, so the gradient of the sum is per start)."""
+    def total(q):
+        d = _distances(pipeline, embed, model_arg, xs, target, q)
+        return d.sum(), d
+
+    (_, d), g = jax.value_and_grad(total, has_aux=True)(p)
+    return d, g
+
+
+_values_and_grads_jit = jax.jit(_values_and_grads, static_argnums=(0, 1))
+
+
+def _lbfgs_lockstep(values_and_grads, p0, low, high, max_evaluations, on_row):
+    """L-BFGS-B (scipy) from each row of ``p0 [S, P]``, the S runs in lockstep.
+
+    Each run is a scipy minimisation in its own thread; whenever every unfinished
+    run waits for an evaluation, their points are evaluated as one batch by
+    ``values_and_grads(points [S, P]) -> (d [S], g [S, P])`` (finished runs are
+    padded with their last point, so the batch shape and the compiled program stay
+    the same). A run ends when L-BFGS-B converges or after ``max_evaluations``. ``on_row(points [S, P], d [S], active [S] bool)`` is called after each
+    batch. Box bounds are L-BFGS-B's own, no reparameterisation.
+    """
+    import threading
+
+    from scipy.optimize import minimize
+
+    n = len(p0)
+    cond = threading.Condition()
+    pending, results = {}, {}
+    finished, errors = [False] * n, []
+
+    class Abort(Exception):
+        pass
+    bounds = list(zip(np.asarray(low, np.float64), np.asarray(high, np.float64)))
+
+    used = [0] * n
+
+    def objective(k):
+        def f(x):
+            if used[k] >= max_evaluations:  # scipy's maxfun can overshoot in a line search
+                raise Abort
+            used[k] += 1
+            with cond:
+                pending[k] = np.clip(x, low, high).astype(np.float32)
+                cond.notify_all()
+                while k not in results and not errors:
+                    cond.wait()
+                if errors:
+                    raise Abort
+                d, g = results.pop(k)
+            return d, g
+        return f
+
+    def run(k):
+        try:
+            minimize(objective(k), np.asarray(p0[k], np.float64), jac=True, method="L-BFGS-B",
+                     bounds=bounds, options=dict(maxfun=max_evaluations, ftol=1e-7, gtol=1e-6))
+        except Abort:
+            pass
+        except Exception as err:  # surfaced in the calling thread
+            with cond:
+                errors.append(err)
+        finally:
+            with cond:
+                finished[k] = True
+                cond.notify_all()
+
+    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(n)]
+    for t in threads:
+        t.start()
+    last = np.asarray(p0, np.float32).copy()
+    while True:
+        with cond:
+            while not all(finished[k] or k in pending for k in range(n)):
+                cond.wait()
+            if not pending:
+                break
+            active = np.array([k in pending for k in range(n)])
+            for k, x in pending.items():
+                last[k] = x
+            pending.clear()
+        try:
+            d, g = (np.asarray(v, np.float64) for v in values_and_grads(jnp.asarray(last)))
+            on_row(last.copy(), d, active)
+        except BaseException as err:  # e.g. KeyboardInterrupt: stop every run
+            with cond:
+                errors.append(err)
+                cond.notify_all()
+            break
+        with cond:
+            for k in np.flatnonzero(active):
+                finite = np.isfinite(d[k]) and np.all(np.isfinite(g[k]))
+                results[int(k)] = (float(d[k]), g[k]) if finite else (np.inf, np.zeros_like(g[k]))
+            cond.notify_all()
+        with cond:
+            if errors:
+                break
+    for t in threads:
+        t.join(timeout=10)
+    if errors:
+        raise errors[0]
+
+
+OPTIMIZERS = ("lbfgs", "adam")
+
 
 class Objective:
     """The tuning loss for fixed raw images, references, encoder and pipeline.
@@ -475,6 +585,12 @@ class Objective:
                                    self.target, p)
         return float(d), np.asarray(g)
 
+    def values_and_grads(self, params):
+        """Distances ``[S]`` and gradients ``[S, P]`` at bounded flat parameters
+        ``[S, P]`` (jitted; one compiled program per ``S``)."""
+        return _values_and_grads_jit(self.pipeline, self._embed, self._model_arg, self._xs,
+                                     self.target, jnp.asarray(params, jnp.float32))
+
     def step(self, u, opt_state, best_u, best_d):
         """One Adam step on unconstrained ``u [S, P]`` for all starts (jitted, donating).
 
@@ -509,6 +625,11 @@ class TuneResult:
         (``K = 0`` without screening); screened_distances: ``[K]``; screen_seconds:
         the wall time of that screening (included in ``elapsed``).
       pipeline: the :class:`Pipeline` tuned.
+      optimizer: "lbfgs" or "adam".
+      step_evaluations: ``[T]`` value-and-gradient evaluations computed in each
+        step, all starts together (Adam: ``starts``; L-BFGS: ``starts`` times the
+        most line-search evaluations any start needed, since vmapped starts run
+        the line search in lockstep).
     """
 
     params: Any
@@ -525,6 +646,8 @@ class TuneResult:
     screened: np.ndarray
     screened_distances: np.ndarray
     screen_seconds: float
+    optimizer: str
+    step_evaluations: np.ndarray
 
     @property
     def starts(self) -> int:
@@ -532,9 +655,9 @@ class TuneResult:
 
     @property
     def evaluations(self) -> int:
-        """Pipeline + encoder evaluations: ``steps * starts`` with their backward
-        pass, plus the forward-only screening."""
-        return int(self.steps * self.starts + len(self.screened))
+        """Pipeline + encoder evaluations: those of the steps (with their backward
+        pass, see ``step_evaluations``) plus the forward-only screening."""
+        return int(self.step_evaluations.sum() + len(self.screened))
 
     @property
     def best_history(self) -> np.ndarray:
@@ -547,7 +670,7 @@ class TuneResult:
                 "initial_distance": self.initial_distance, "steps": self.steps,
                 "seconds": self.seconds, "starts": self.starts, "best_start": self.best_start,
                 "evaluations": self.evaluations, "stopped_early": self.stopped_early,
-                "pipeline": self.pipeline.name}
+                "pipeline": self.pipeline.name, "optimizer": self.optimizer}
 
 
 def initial_points(pipeline: Pipeline, starts: int, seed: int, init=None) -> np.ndarray:
@@ -581,8 +704,9 @@ def initial_points(pipeline: Pipeline, starts: int, seed: int, init=None) -> np.
 
 
 def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: int = 4,
-        lr: float = 0.1, lr_final: float = 0.05, pipeline: Pipeline | None = None, init=None,
-        patience: int = 30, tol: float = 1e-3, screen: int = 64, progress: bool = False,
+        optimizer: str = "lbfgs", lr: float = 0.1, lr_final: float = 0.05,
+        pipeline: Pipeline | None = None, init=None, patience: int = 30,
+        tol: float = 1e-3, screen: int = 64, progress: bool = False,
         objective: Objective | None = None) -> TuneResult:
     """Tune pipeline parameters so the raw images take the references' style.
 
@@ -593,9 +717,13 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
         their content need not match ``raw``.
       model: the style encoder: None (shipped StyleX), a StyleX run directory,
         or any object with a differentiable ``embed([N, H, W]) -> [N, D]``.
-      steps: maximum Adam steps.
+      steps: maximum Adam steps, or L-BFGS evaluations per start (L-BFGS-B
+        usually converges in 15-40).
       seed: seed of the random start points.
       starts: optimisations run side by side (vmapped); the best is kept.
+      optimizer: "lbfgs" (scipy's L-BFGS-B on the box itself, the starts in
+        lockstep so that each round of evaluations is one batch; no learning rate)
+        or "adam" (optax, on the unconstrained parameters, with ``lr`` and ``lr_final``).
       lr: peak Adam learning rate on the unconstrained parameters (near the middle
         of the box, 0.1 moves a 0..10 parameter by up to about 0.25 per step).
       lr_final: the learning rate decays from ``lr`` to ``lr * lr_final`` over
@@ -607,8 +735,10 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
         neutral one) forward-only first and start from the best; given ``init``
         points are always kept as starts. Cheap (no backward pass, one batch)
         insurance against starting in a poor basin; 0 disables it.
-      patience, tol: stop when the best distance has not improved by more than the
-        fraction ``tol`` of itself for ``patience`` steps.
+      patience, tol: Adam stops when the best distance has not improved by more
+        than the fraction ``tol`` of itself for ``patience`` steps. (L-BFGS-B stops
+        by its own test: a step lowers the distance by less than 1e-7, or the
+        projected gradient is below 1e-6.)
       progress: show a tqdm progress bar on stderr.
       objective: a prepared :class:`Objective` (then ``raw``, ``reference``,
         ``model`` and ``pipeline`` are ignored); saves re-validating and
@@ -621,6 +751,8 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
         run, or bad settings.
     """
     t0 = time.perf_counter()
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS} (got {optimizer!r})")
     if steps < 1 or starts < 1 or not lr > 0 or patience < 1 or not 0 < lr_final <= 1:
         raise ValueError(f"need steps >= 1, starts >= 1, lr > 0, 0 < lr_final <= 1, patience "
                          f">= 1 (got steps={steps}, starts={starts}, lr={lr}, lr_final="
@@ -641,48 +773,30 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
         p0 = initial_points(pipe, starts, seed, init)
         screened, screened_d = np.zeros((0, len(low)), np.float32), np.zeros((0,))
     screen_seconds = time.perf_counter() - screen_t0
-    u = jnp.asarray(to_unconstrained(p0, low, high))
-    state = (u, _ADAM.init(u), jnp.array(u), jnp.full((starts,), jnp.inf, jnp.float32))
-
-    history, trajectory, elapsed = [], [], []
-    best, since_best, stopped = np.inf, 0, False
+    history, trajectory, elapsed, evaluations = [], [], [], []
     bar = None
     if progress:
         import sys
 
         from tqdm import tqdm
-        bar = tqdm(total=steps, desc=f"tune {pipe.name}", unit="step", leave=False,
-                   file=sys.stderr)
+        bar = tqdm(total=steps, desc=f"tune {pipe.name} ({optimizer})", unit="step",
+                   leave=False, file=sys.stderr)
     try:
-        for t in range(steps):
-            trajectory.append(np.asarray(to_bounded(state[0], low, high)))
-            decay = 0.5 * (1.0 + np.cos(np.pi * t / steps))
-            state[1].hyperparams["learning_rate"] = jnp.asarray(
-                lr * (lr_final + (1.0 - lr_final) * decay), jnp.float32)
-            *state, d = objective.step(*state)
-            d = np.asarray(d, np.float64)
-            history.append(d)
-            elapsed.append(time.perf_counter() - t0)
-            current = float(np.nanmin(d)) if np.any(np.isfinite(d)) else np.inf
-            if current < best - tol * abs(best) or not np.isfinite(best):
-                best, since_best = current, 0
-            else:
-                since_best += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(distance=f"{min(best, current):.5f}")
-            if since_best >= patience:
-                stopped = True
-                break
+        if optimizer == "lbfgs":
+            best_u, best_d, stopped = _fit_lbfgs(objective, p0, steps, bar, t0, history,
+                                                 trajectory, elapsed, evaluations)
+        else:
+            best_u, best_d, stopped = _fit_adam(objective, p0, steps, lr, lr_final, patience,
+                                                tol, bar, t0, history, trajectory, elapsed,
+                                                evaluations)
     finally:
         if bar is not None:
             bar.close()
 
-    best_u, best_d = (np.asarray(a) for a in state[2:])
     if not np.any(np.isfinite(best_d)):
         raise ValueError("the distance was not finite at any step: check the model and images")
     k = int(np.nanargmin(best_d))
-    flat = np.asarray(to_bounded(jnp.asarray(best_u[k]), low, high))
+    flat = np.asarray(best_u[k], np.float32)
     params = jax.tree.map(lambda v: float(v) if np.ndim(v) == 0 else np.asarray(v),
                           pipe.unflatten(flat))
     history = np.stack(history)
@@ -691,4 +805,64 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
                       elapsed=np.asarray(elapsed), seconds=time.perf_counter() - t0, best_start=k,
                       initial_distance=float(history[0, k]), stopped_early=stopped,
                       pipeline=pipe, screened=screened, screened_distances=screened_d,
-                      screen_seconds=screen_seconds)
+                      screen_seconds=screen_seconds, optimizer=optimizer,
+                      step_evaluations=np.asarray(evaluations, np.int64))
+
+
+def _fit_adam(objective, p0, steps, lr, lr_final, patience, tol, bar, t0, history, trajectory,
+              elapsed, evaluations):
+    """Vmapped multi-start Adam on the unconstrained parameters; appends to the lists.
+
+    Returns ``(best bounded parameters [S, P], best distances [S], stopped_early)``.
+    """
+    low, high = (np.asarray(b) for b in objective.pipeline.bounds())
+    starts = len(p0)
+    u = jnp.asarray(to_unconstrained(p0, low, high))
+    state = (u, _ADAM.init(u), jnp.array(u), jnp.full((starts,), jnp.inf, jnp.float32))
+    best, since_best = np.inf, 0
+    for t in range(steps):
+        trajectory.append(np.asarray(to_bounded(state[0], low, high)))
+        decay = 0.5 * (1.0 + np.cos(np.pi * t / steps))
+        state[1].hyperparams["learning_rate"] = jnp.asarray(
+            lr * (lr_final + (1.0 - lr_final) * decay), jnp.float32)
+        *state, d = objective.step(*state)
+        d = np.asarray(d, np.float64)
+        history.append(d)
+        elapsed.append(time.perf_counter() - t0)
+        evaluations.append(starts)
+        current = float(np.nanmin(d)) if np.any(np.isfinite(d)) else np.inf
+        if current < best - tol * abs(best) or not np.isfinite(best):
+            best, since_best = current, 0
+        else:
+            since_best += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(distance=f"{min(best, current):.5f}")
+        if since_best >= patience:
+            return np.asarray(to_bounded(state[2], low, high)), np.asarray(state[3]), True
+    return np.asarray(to_bounded(state[2], low, high)), np.asarray(state[3]), False
+
+
+def _fit_lbfgs(objective, p0, steps, bar, t0, history, trajectory, elapsed, evaluations):
+    """Multi-start L-BFGS-B in lockstep (:func:`_lbfgs_lockstep`); appends to the lists.
+
+    Returns ``(best bounded parameters [S, P], best distances [S], stopped_early)``.
+    """
+    low, high = (np.asarray(b) for b in objective.pipeline.bounds())
+    starts = len(p0)
+    best_u = np.asarray(p0, np.float32).copy()
+    best_d = np.full(starts, np.inf)
+
+    def on_row(points, d, active):
+        better = np.isfinite(d) & (d < best_d)
+        best_u[better], best_d[better] = points[better], d[better]
+        trajectory.append(points)
+        history.append(d)
+        elapsed.append(time.perf_counter() - t0)
+        evaluations.append(starts)  # padded rows cost as much as full ones
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(distance=f"{np.min(best_d):.5f}", running=int(active.sum()))
+
+    _lbfgs_lockstep(objective.values_and_grads, p0, low, high, steps, on_row)
+    return best_u, best_d, len(history) < steps

@@ -90,17 +90,57 @@ def test_reparameterisation_stays_in_bounds_and_inverts():
     np.testing.assert_allclose(back, values, atol=2e-3)
 
 
-def test_fit_recovers_lap_parameters_exactly_on_matching_content():
+@pytest.mark.parametrize("optimizer", tune.OPTIMIZERS)
+def test_fit_recovers_lap_parameters_exactly_on_matching_content(optimizer):
     # References styled from the raw images themselves: the objective's minimum
     # (distance 0) is at the truth, so this checks the optimiser alone.
     refs = [np.asarray(lap.process(r, lap.LAPParams(*map(float, TRUTH)))) for r in RAWS]
-    result = tune.fit(RAWS, refs, model=MODEL, steps=250, starts=STARTS, seed=0)
+    result = tune.fit(RAWS, refs, model=MODEL, steps=250, starts=STARTS, seed=0,
+                      optimizer=optimizer)
     got = np.array([result.params.w, result.params.l, result.params.h])
     assert np.all(np.abs(got - TRUTH) <= 0.3), (got, TRUTH)
     assert result.distance < 1e-3
     assert result.trajectory.min() >= 0.0 and result.trajectory.max() <= 10.0
     assert result.to_dict()["params"].keys() == {"w", "l", "h"}
     assert result.evaluations == result.steps * STARTS + len(result.screened) > 0
+    assert result.optimizer == optimizer == result.to_dict()["optimizer"]
+
+
+def test_lbfgs_lockstep_matches_independent_scipy_runs(objective):
+    # Reference: scipy's L-BFGS-B run start by start on single-point evaluations.
+    from scipy.optimize import minimize
+    starts = np.array([[5.0, 5.0, 5.0], [2.0, 8.0, 3.0], [8.0, 2.0, 7.0], [5.0, 1.0, 9.0]],
+                      np.float32)
+    result = tune.fit(None, None, objective=objective, steps=60, starts=STARTS, screen=0,
+                      init=starts)
+    expected = [minimize(lambda x: objective.value_and_grad(x.astype(np.float32)), x0,
+                         jac=True, method="L-BFGS-B", bounds=[(0, 10)] * 3,
+                         options=dict(maxfun=60, ftol=1e-7, gtol=1e-6)).fun for x0 in starts]
+    reached = np.nanmin(result.history, axis=0)
+    np.testing.assert_allclose(reached, expected, atol=2e-4)
+    np.testing.assert_allclose(result.distance, min(expected), atol=2e-4)
+    # Every row is one batch of all starts; finished starts repeat their last point.
+    assert result.history.shape == (result.steps, STARTS) and result.steps <= 60 + 5
+    np.testing.assert_array_equal(result.trajectory[0], starts)
+
+
+def test_lbfgs_lockstep_stops_on_an_evaluation_error():
+    calls = []
+
+    def failing(points):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("evaluation failed")
+        return jnp.sum((points - 3.0) ** 2, axis=1), 2 * (points - 3.0)
+
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        tune._lbfgs_lockstep(failing, np.full((2, 3), 5.0, np.float32), np.zeros(3),
+                             np.full(3, 10.0), 50, lambda *a: None)
+    rows = []
+    tune._lbfgs_lockstep(lambda p: (jnp.sum((p - 3.0) ** 2, axis=1), 2 * (p - 3.0)),
+                         np.array([[5.0, 5.0, 5.0], [9.0, 0.0, 1.0]], np.float32),
+                         np.zeros(3), np.full(3, 10.0), 50, lambda p, d, a: rows.append(p))
+    np.testing.assert_allclose(rows[-1], 3.0, atol=1e-3)  # a quadratic: both at the minimum
 
 
 def test_fit_across_content_reaches_the_truths_distance(objective):
@@ -128,11 +168,12 @@ def test_gradient_matches_finite_differences(objective):
     assert np.abs(grad).max() > 0
 
 
-def test_multistart_keeps_the_best_start(objective):
+@pytest.mark.parametrize("optimizer", tune.OPTIMIZERS)
+def test_multistart_keeps_the_best_start(objective, optimizer):
     # The first start sits where the soft window saturates (a plateau); the others
     # spread over the box. The result must be the best point any start visited.
     result = tune.fit(None, None, objective=objective, steps=40, starts=STARTS, lr=0.2,
-                      seed=3, init=lap.LAPParams(9.9, 9.9, 9.9))
+                      seed=3, init=lap.LAPParams(9.9, 9.9, 9.9), optimizer=optimizer)
     visited = result.trajectory.reshape(-1, 3)
     d = objective(visited, chunk=STARTS)
     best = int(np.argmin(d))
@@ -145,7 +186,9 @@ def test_multistart_keeps_the_best_start(objective):
 
 def test_early_stopping_after_patience(objective):
     result = tune.fit(None, None, objective=objective, steps=100, starts=STARTS, patience=5,
-                      tol=10.0)
+                      tol=10.0, optimizer="adam")
+    with pytest.raises(ValueError, match="optimizer"):
+        tune.fit(None, None, objective=objective, optimizer="sgd")
     assert result.stopped_early and result.steps == 6
 
 
