@@ -714,13 +714,16 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
       raw: raw detector images: ``[H, W]``, ``[N, H, W]`` or a list of ``[H, W]``
         (positive, linear, any scale; sizes may differ).
       reference: reference images in the wanted style, in [0, 1], same forms;
-        their content need not match ``raw``.
+        their content need not match ``raw``. More images of both kinds average
+        out how content colours the metric: on synthetic LAP targets, 16 raw
+        images and 32 references recovered every parameter within 0.5 on 90 % of
+        them, 2 and 3 on 15-40 % (``experiments/recovery_vs_references.py``).
       model: the style encoder: None (shipped StyleX), a StyleX run directory,
         or any object with a differentiable ``embed([N, H, W]) -> [N, D]``.
       steps: maximum Adam steps, or L-BFGS evaluations per start (L-BFGS-B
         usually converges in 15-40).
       seed: seed of the random start points.
-      starts: optimisations run side by side (vmapped); the best is kept.
+      starts: optimisations run side by side (one batch per round); the best is kept.
       optimizer: "lbfgs" (scipy's L-BFGS-B on the box itself, the starts in
         lockstep so that each round of evaluations is one batch; no learning rate)
         or "adam" (optax, on the unconstrained parameters, with ``lr`` and ``lr_final``).
