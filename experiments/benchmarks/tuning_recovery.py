@@ -51,6 +51,10 @@ Command (2 shared CPU cores: about 12 minutes with stylex, 5 with descriptor):
     python experiments/benchmarks/tuning_recovery.py --encoder stylex
     python experiments/benchmarks/tuning_recovery.py --encoder descriptor
     python experiments/benchmarks/tuning_recovery.py --quick   # smoke run
+With as many images as recovery needs (``experiments/recovery_vs_references.py``;
+about 15 minutes):
+    python experiments/benchmarks/tuning_recovery.py --raws 16 --references 32 \
+        --extended-targets 0 --out experiments/benchmarks/results/tuning_recovery_16x32.json
 Writes (merges into) experiments/benchmarks/results/tuning_recovery.json, one entry
 per encoder.
 """
@@ -354,7 +358,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", choices=("stylex", "descriptor"), default="stylex")
     parser.add_argument("--targets", type=int, default=20)
-    parser.add_argument("--extended-targets", type=int, default=5)
+    parser.add_argument("--extended-targets", type=int, default=5,
+                        help="targets for the extended LAP (0 skips it)")
+    parser.add_argument("--raws", type=int, default=2, help="raw images of other content")
+    parser.add_argument("--references", type=int, default=3, help="reference images")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--model", default=None, help="StyleX model directory (default shipped)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -364,8 +371,8 @@ def main(argv=None) -> int:
     from stylejax import tune
     from stylejax.pipeline import pyramid
 
-    cfg = dict(raw_seed=7, seed=0, raws=2, references=3, starts=4, steps=80, budget=240,
-               batch=16, random=1000, grids=(2.0, 1.0))
+    cfg = dict(raw_seed=7, seed=0, raws=args.raws, references=args.references, starts=4,
+               steps=80, budget=240, batch=16, random=1000, grids=(2.0, 1.0))
     ext_cfg = dict(cfg, steps=100, budget=500, random=1000, grids=(4.5,))
     if args.quick:
         args.targets, args.extended_targets, args.size = 3, 2, 64
@@ -395,9 +402,11 @@ def main(argv=None) -> int:
     ext = tune.extended_lap(levels)
     ext_truths = np.round(rng.uniform(1.0, 9.0, (args.extended_targets, 1 + levels)),
                           1).astype(np.float32)
-    ext_summary = experiment("extended", ext, model, args.size, ext_truths, ext_cfg, log)
-    print_table(f"[{args.encoder}] extended LAP ({1 + levels} parameters), "
-                f"{args.extended_targets} targets", ext_summary, ext.names())
+    ext_summary = None
+    if args.extended_targets:
+        ext_summary = experiment("extended", ext, model, args.size, ext_truths, ext_cfg, log)
+        print_table(f"[{args.encoder}] extended LAP ({1 + levels} parameters), "
+                    f"{args.extended_targets} targets", ext_summary, ext.names())
 
     run = {"description": __doc__.split("\n\n")[0], "quick": args.quick,
            "encoder": args.encoder, "model": info, "size": args.size,
