@@ -45,13 +45,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOL = 0.5
 
 
-def raw_phantom(seed, size, view):
-    from stylejax import phantom
-    return phantom.mammogram(seed, size=(size, size), view=view).raw
+def setting(text):
+    """``"16x32"`` -> (16, 32, False): raw images and references of other content."""
+    try:
+        raws, refs = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected RAWSxREFS such as 16x32, got {text!r}")
+    if raws < 1 or refs < 1:
+        raise argparse.ArgumentTypeError(f"need at least 1 raw image and 1 reference: {text!r}")
+    return raws, refs, False
 
 
 def run_setting(model, pipeline, truths, size, raws, refs, matching, log):
     from stylejax import tune
+    from tuning_recovery import phantom_raw as raw_phantom
     rows = []
     for i, truth in enumerate(truths):
         ref_raws = [raw_phantom(1000 + 100 * i + j, size, ("mlo", "cc")[j % 2])
@@ -119,7 +126,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline", choices=("lap", "extended"), default="lap",
                         help="LAP (3 parameters) or the extended LAP (one gain per band)")
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--settings", nargs="+", metavar="RAWSxREFS",
+    parser.add_argument("--settings", nargs="+", metavar="RAWSxREFS", type=setting,
                         help="other-content settings to run instead of the default grid, "
                              "e.g. 16x32 (the matching-content check always runs)")
     parser.add_argument("--out", default=os.path.join(HERE, "results",
@@ -151,7 +158,7 @@ def main(argv=None) -> int:
     grid = [(2, 3, False), (2, 8, False), (4, 8, False), (4, 16, False), (8, 16, False),
             (8, 32, False), (16, 32, False), (3, 3, True)]
     if args.settings:
-        grid = [(*map(int, s.lower().split("x")), False) for s in args.settings] + [grid[-1]]
+        grid = args.settings + [grid[-1]]
     settings = [run_setting(model, pipeline, truths, args.size, r, k, m, log)
                 for r, k, m in grid]
     out = {"description": __doc__.split("\n\n")[0], "size": args.size,

@@ -52,7 +52,7 @@ Command (2 shared CPU cores: about 12 minutes with stylex, 5 with descriptor):
     python experiments/benchmarks/tuning_recovery.py --encoder descriptor
     python experiments/benchmarks/tuning_recovery.py --quick   # smoke run
 With as many images as recovery needs (``experiments/recovery_vs_references.py``;
-about 15 minutes):
+about 19 minutes):
     python experiments/benchmarks/tuning_recovery.py --raws 16 --references 32 \
         --extended-targets 0 --out experiments/benchmarks/results/tuning_recovery_16x32.json
 Writes (merges into) experiments/benchmarks/results/tuning_recovery.json, one entry
