@@ -24,6 +24,12 @@ At the shipped model's own scale (256 px, about 24 minutes):
     python experiments/recovery_vs_references.py --size 256 --settings 2x3 16x32 \
         --out experiments/results/recovery_vs_references_256.json \
         --figure experiments/figures/recovery_vs_references_256.png
+Several draws of content (new raw and reference phantoms per draw), recovery pooled
+with a 95 % Wilson interval; 16 raw images and 32 references at 256 px, 3 draws
+(about 70 minutes):
+    python experiments/recovery_vs_references.py --size 256 --settings 16x32 --draws 3 \
+        --out experiments/results/recovery_draws_256.json \
+        --figure experiments/figures/recovery_draws_256.png
 The extended LAP (one gain per pyramid band; the benchmark's 5 targets, 128 px):
     python experiments/recovery_vs_references.py --pipeline extended --settings 2x3 16x32 \
         --out experiments/results/recovery_vs_references_extended.json \
@@ -56,17 +62,39 @@ def setting(text):
     return raws, refs, False
 
 
-def run_setting(model, pipeline, truths, size, raws, refs, matching, log):
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (sound at rates near 0 or 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def content_seeds(draw: int, target: int, raws: int, refs: int):
+    """Phantom seeds of one target's raw images and references in content draw ``draw``.
+
+    Draw 0 is the content every earlier run of this experiment used (references
+    ``1000 + 100 i + j``, raw images ``7 + k``, the same for every target); draw
+    ``d > 0`` moves both by ``100_000 d``, so no phantom is shared between draws.
+    """
+    base = 100_000 * draw
+    return ([base + 7 + k for k in range(raws)],
+            [base + 1000 + 100 * target + j for j in range(refs)])
+
+
+def run_setting(model, pipeline, truths, size, raws, refs, matching, log, draw=0):
     from stylejax import tune
     from tuning_recovery import phantom_raw as raw_phantom
     rows = []
     for i, truth in enumerate(truths):
-        ref_raws = [raw_phantom(1000 + 100 * i + j, size, ("mlo", "cc")[j % 2])
-                    for j in range(refs)]
+        raw_seeds, ref_seeds = content_seeds(draw, i, raws, refs)
+        ref_raws = [raw_phantom(s, size, ("mlo", "cc")[j % 2]) for j, s in enumerate(ref_seeds)]
         params = pipeline.unflatten(truth)
         references = [tune.apply(r, params, pipeline) for r in ref_raws]
         raw = (ref_raws[:raws] if matching else
-               [raw_phantom(7 + k, size, ("cc", "mlo")[k % 2]) for k in range(raws)])
+               [raw_phantom(s, size, ("cc", "mlo")[k % 2]) for k, s in enumerate(raw_seeds)])
         objective = tune.Objective(raw, references, model=model, pipeline=pipeline)
         res = tune.fit(None, None, objective=objective, seed=i)
         found = pipeline.flatten(res.params)
@@ -78,18 +106,38 @@ def run_setting(model, pipeline, truths, size, raws, refs, matching, log):
                      "evaluations": int(res.step_evaluations.sum()) + len(res.screened),
                      "seconds": float(res.seconds)})
     errors = np.array([r["abs_error"] for r in rows])
-    summary = {"raws": raws, "references": refs, "matching_content": matching,
-               "recovery": float(np.mean(errors.max(1) <= TOL)),
+    hits = int(np.sum(errors.max(1) <= TOL))
+    summary = {"raws": raws, "references": refs, "matching_content": matching, "draw": draw,
+               "recovery": hits / len(rows),
+               "recovery_ci95": wilson_interval(hits, len(rows)),
                "mae_per_parameter": errors.mean(0).round(3).tolist(),
                "parameters": pipeline.names(),
                "below_truth": float(np.mean([r["distance"] < r["distance_at_truth"] - 1e-4
                                              for r in rows])),
                "per_target": rows}
-    log(f"raws {raws:2d} references {refs:2d} {'matching' if matching else 'other   '} "
+    log(f"draw {draw} raws {raws:2d} references {refs:2d} "
+        f"{'matching' if matching else 'other   '} "
         f"content: recovery {summary['recovery']:4.0%}  MAE {'/'.join(pipeline.names())} "
         + "/".join(f"{v:.2f}" for v in summary["mae_per_parameter"])
         + f"  optimum below the truth's distance on {summary['below_truth']:.0%}")
     return summary
+
+
+def pool_draws(settings):
+    """Recovery of each (raws, references, matching) setting pooled over its draws."""
+    pooled = []
+    for key in dict.fromkeys((s["raws"], s["references"], s["matching_content"])
+                             for s in settings):
+        runs = [s for s in settings
+                if (s["raws"], s["references"], s["matching_content"]) == key]
+        errors = np.array([r["abs_error"] for s in runs for r in s["per_target"]])
+        hits = int(np.sum(errors.max(1) <= TOL))
+        pooled.append({"raws": key[0], "references": key[1], "matching_content": key[2],
+                       "draws": len(runs), "fits": len(errors), "recovery": hits / len(errors),
+                       "recovery_ci95": wilson_interval(hits, len(errors)),
+                       "recovery_per_draw": [s["recovery"] for s in runs],
+                       "mae_per_parameter": errors.mean(0).round(3).tolist()})
+    return pooled
 
 
 def plot(settings, path, title):
@@ -99,15 +147,18 @@ def plot(settings, path, title):
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     other = [s for s in settings if not s["matching_content"]]
     for raws in sorted({s["raws"] for s in other}):
-        pts = sorted((s["references"], s["recovery"]) for s in other if s["raws"] == raws)
-        ax.plot(*zip(*pts), "o-", label=f"{raws} raw images, other content")
+        pts = sorted((s["references"], s["recovery"], *s["recovery_ci95"])
+                     for s in other if s["raws"] == raws)
+        x, y, lo, hi = (np.array(v) for v in zip(*pts))
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-", capsize=3,
+                    label=f"{raws} raw images, other content")
     for s in settings:
         if s["matching_content"]:
             ax.plot(s["references"], s["recovery"], "k*", ms=12,
                     label=f"matching content ({s['raws']} images)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("reference images")
-    ax.set_ylabel("recovery (all |error| <= 0.5)")
+    ax.set_ylabel("recovery (all |error| <= 0.5), 95 % CI")
     ax.axhline(0.9, color="0.5", ls="--", lw=1, label="goal (90 %)")
     ax.set_ylim(0, 1.08)
     ax.grid(alpha=0.3)
@@ -129,11 +180,17 @@ def main(argv=None) -> int:
     parser.add_argument("--settings", nargs="+", metavar="RAWSxREFS", type=setting,
                         help="other-content settings to run instead of the default grid, "
                              "e.g. 16x32 (the matching-content check always runs)")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="content draws per other-content setting (new raw and reference "
+                             "phantoms each; draw 0 is the original content); recovery is "
+                             "pooled over all draws with a 95 %% Wilson interval")
     parser.add_argument("--out", default=os.path.join(HERE, "results",
                                                       "recovery_vs_references.json"))
     parser.add_argument("--figure", default=os.path.join(HERE, "figures",
                                                          "recovery_vs_references.png"))
     args = parser.parse_args(argv)
+    if args.draws < 1:
+        parser.error(f"--draws must be >= 1 (got {args.draws})")
 
     from stylejax import tune
     sys.path.insert(0, os.path.join(HERE, "benchmarks"))
@@ -159,21 +216,29 @@ def main(argv=None) -> int:
             (8, 32, False), (16, 32, False), (3, 3, True)]
     if args.settings:
         grid = args.settings + [grid[-1]]
-    settings = [run_setting(model, pipeline, truths, args.size, r, k, m, log)
-                for r, k, m in grid]
+    settings = [run_setting(model, pipeline, truths, args.size, r, k, m, log, draw=d)
+                for r, k, m in grid for d in (range(args.draws) if not m else [0])]
+    pooled = pool_draws(settings)
+    for row in pooled:
+        if row["draws"] > 1:
+            lo, hi = row["recovery_ci95"]
+            log(f"{row['draws']} draws, raws {row['raws']:2d} references {row['references']:2d}: "
+                f"recovery {row['recovery']:.1%} of {row['fits']} fits (95 % CI {lo:.0%}-{hi:.0%}), "
+                f"per draw " + " / ".join(f"{r:.0%}" for r in row["recovery_per_draw"]))
     out = {"description": __doc__.split("\n\n")[0], "size": args.size,
            "pipeline": args.pipeline,
            "targets": args.targets, "tolerance": TOL,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "command": "python experiments/recovery_vs_references.py "
                       + " ".join(sys.argv[1:] if argv is None else argv),
-           "settings": settings, "seconds": time.perf_counter() - t0}
+           "draws": args.draws, "pooled": pooled, "settings": settings, "seconds": time.perf_counter() - t0}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
     name = "LAP" if args.pipeline == "lap" else f"extended LAP ({len(pipeline.names())} parameters)"
-    plot(settings, args.figure, f"{name} recovery by StyleX tuning "
-                                f"({args.targets} targets, {args.size} px)")
+    plot(pooled, args.figure, f"{name} recovery by StyleX tuning "
+                                f"({args.targets} targets x {args.draws} content draws, "
+                                f"{args.size} px)")
     log(f"wrote {args.out} and {args.figure} ({out['seconds']:.0f} s)")
     return 0
 
