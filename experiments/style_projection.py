@@ -64,7 +64,7 @@ def main(argv=None):
     encoders = [shipped, raw]
     for base in B.baselines().values():
         z, labels = P.fitting_set(base, data_seed=info["data_seed"], raw_size=info["raw_size"],
-                                  vendor=True)
+                                  vendor_styles=P.model_vendor_styles(info))
         encoders += [base, Projected(base, P.fit_lda(z, labels))]
         print(f"fitted {base.name}+lda on {len(z)} embeddings ({time.time() - t0:.0f} s)",
               flush=True)

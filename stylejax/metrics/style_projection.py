@@ -92,7 +92,7 @@ def fit_lda(embeddings, styles, *, dims: int = DIMS, shrinkage: float = SHRINKAG
     return mean.astype(np.float32), matrix.astype(np.float32)
 
 
-def fitting_set(encoder, *, data_seed: int, raw_size: int, vendor: bool,
+def fitting_set(encoder, *, data_seed: int, raw_size: int, vendor_styles=(),
                 phantoms: int = PHANTOMS, seed: int = 0, progress=None):
     """Embeddings of the training styles on training phantoms.
 
@@ -101,13 +101,15 @@ def fitting_set(encoder, *, data_seed: int, raw_size: int, vendor: bool,
         without projection, or a baseline descriptor).
       data_seed, raw_size: the training pool: phantoms ``data_seed + i`` of
         ``raw_size`` px, CC and MLO views alternating (as the trainer builds them).
-      vendor: include the vendor training styles.
+      vendor_styles: vendor styles to include, each on every phantom (bank indices
+        or :class:`~stylejax.pipeline.blackbox.Style`; the model's own:
+        :func:`model_vendor_styles`).
       phantoms: number of phantoms used.
       seed: which half of the phantoms each LAP style is applied to.
       progress: a tqdm-like object with ``update(n)`` (one per style), or None.
     Returns:
-      ``(embeddings [N, D], styles [N])``: LAP styles labelled 0..215, vendor
-      style ``s`` labelled ``1000 + s``.
+      ``(embeddings [N, D], styles [N])``: LAP styles labelled 0..215, the ``k``-th
+      vendor style ``1000 + k``.
     """
     from stylejax import blackbox, lap
     from stylejax.data import phantom
@@ -126,12 +128,23 @@ def fitting_set(encoder, *, data_seed: int, raw_size: int, vendor: bool,
         labels += [k] * len(idx)
         if progress is not None:
             progress.update(1)
-    for s in (blackbox.TRAIN_STYLES if vendor else ()):
-        z.append(np.asarray(encoder.embed(blackbox.apply_batch(raws, s))))
-        labels += [1000 + int(s)] * phantoms
+    for k, style in enumerate(vendor_styles):
+        z.append(np.asarray(encoder.embed(blackbox.apply_batch(raws, style))))
+        labels += [1000 + k] * phantoms
         if progress is not None:
             progress.update(1)
     return np.concatenate(z), np.asarray(labels)
+
+
+def model_vendor_styles(info: dict) -> list:
+    """The vendor styles a model was trained on, from its ``info``: none, or the 28
+    bank training styles plus its ``vendor_random_styles`` random ones (seeds
+    ``data_seed + k``, as the trainer draws them)."""
+    from stylejax.pipeline import vendor_random
+    if not float(info.get("vendor_fraction", 0.0)) > 0:
+        return []
+    return vendor_random.training_styles(int(info.get("vendor_random_styles", 0)),
+                                         int(info["data_seed"]))
 
 
 def fit(model, *, dims: int = DIMS, shrinkage: float = SHRINKAGE, phantoms: int = PHANTOMS,
@@ -153,18 +166,18 @@ def fit(model, *, dims: int = DIMS, shrinkage: float = SHRINKAGE, phantoms: int 
     """
     from tqdm import tqdm
 
-    from stylejax import blackbox, lap
+    from stylejax import lap
     info = model.info or {}
     missing = [k for k in ("data_seed", "raw_size") if k not in info]
     if missing:
         raise ValueError(f"the model's info does not name its training data ({missing}); "
                          f"a style projection is fitted on the training phantoms")
-    vendor = float(info.get("vendor_fraction", 0.0)) > 0
-    total = len(lap.lap_grid()) + (len(blackbox.TRAIN_STYLES) if vendor else 0)
+    vendor = model_vendor_styles(info)
+    total = len(lap.lap_grid()) + len(vendor)
     with tqdm(total=total, desc="style projection", unit="style", disable=not progress,
               dynamic_ncols=True) as bar:
         z, labels = fitting_set(model.without_projection(), data_seed=info["data_seed"],
-                                raw_size=info["raw_size"], vendor=vendor, phantoms=phantoms,
+                                raw_size=info["raw_size"], vendor_styles=vendor, phantoms=phantoms,
                                 progress=bar)
     projection = fit_lda(z, labels, dims=dims, shrinkage=shrinkage)
     info = dict(model.info, projection=dict(dims=int(projection[1].shape[1]),

@@ -326,6 +326,8 @@ def from_run(cfg, graphdef, state, step: int) -> StyleX:
                 raw_size=cfg.raw_size, min_tissue=cfg.min_tissue,
                 vendor_fraction=cfg.vendor_fraction, data_seed=cfg.data_seed,
                 num_raw=cfg.num_raw)
+    if cfg.vendor_random_styles:
+        info["vendor_random_styles"] = cfg.vendor_random_styles
     return StyleX.from_encoder(model.encoder, embed_size=cfg.embed_size,
                                tile_size=cfg.image_size, info=info)
 

@@ -432,16 +432,23 @@ def _describe_op(name: str, p: dict) -> str:
     raise KeyError(name)
 
 
-class _Style(NamedTuple):
+class Style(NamedTuple):
+    """A vendor style: its family and its operator chain ``((name, params), ...)``.
+
+    The 32 bank styles are fixed; :mod:`stylejax.pipeline.vendor_random` draws
+    new ones from the same operators. ``apply``, ``apply_batch`` and ``describe``
+    take a bank index or a ``Style``.
+    """
+
     family: str
     chain: tuple[tuple[str, dict], ...]
 
 
-def _s(family: str, *chain: tuple[str, dict]) -> _Style:
-    return _Style(family, tuple(chain))
+def _s(family: str, *chain: tuple[str, dict]) -> Style:
+    return Style(family, tuple(chain))
 
 
-_STYLES: tuple[_Style, ...] = (
+_STYLES: tuple[Style, ...] = (
     # --- tone curves -------------------------------------------------------------
     _s("tone", ("gamma", dict(g=1.5)), ("median", dict())),
     _s("tone", ("window", dict(lo=2.0, hi=99.5)), ("sigmoid", dict(gain=9.0, centre=0.6)),
@@ -526,34 +533,45 @@ FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(s.family for s in _STYLES))
 # Public entry points.
 # ----------------------------------------------------------------------------
 
-def _check_style(style) -> int:
+def _check_style(style) -> Style:
+    """A bank index or a :class:`Style` -> the :class:`Style` (unknown operators refused)."""
+    if isinstance(style, Style):
+        unknown = [name for name, _ in style.chain if name not in _OPS]
+        if unknown or not style.chain:
+            raise ValueError(f"style chain must be a non-empty sequence of operators from "
+                             f"{sorted(_OPS)} (got {[name for name, _ in style.chain]})")
+        return style
     if isinstance(style, (bool, np.bool_)) or not isinstance(style, (int, np.integer)):
-        raise ValueError(f"style must be an int in 0..{NUM_STYLES - 1} (got {style!r})")
+        raise ValueError(f"style must be an int in 0..{NUM_STYLES - 1} or a Style "
+                         f"(got {style!r})")
     if not 0 <= int(style) < NUM_STYLES:
         raise ValueError(f"style must be in 0..{NUM_STYLES - 1} (got {int(style)})")
-    return int(style)
+    return _STYLES[int(style)]
 
 
-def describe(style: int) -> str:
+def describe(style: int | Style) -> str:
     """One-line description of a style's operator chain, e.g. for figure captions."""
-    s = _STYLES[_check_style(style)]
-    held = " [held out]" if int(style) in HELD_OUT else ""
+    s = _check_style(style)
     chain = " -> ".join(_describe_op(name, p) for name, p in s.chain)
+    if isinstance(style, Style):
+        return f"{s.family} style: log + normalise -> {chain}"
+    held = " [held out]" if int(style) in HELD_OUT else ""
     return f"style {int(style)} ({s.family}){held}: log + normalise -> {chain}"
 
 
-def family(style: int) -> str:
+def family(style: int | Style) -> str:
     """The operator family a style belongs to (one of ``FAMILIES``)."""
-    return _STYLES[_check_style(style)].family
+    return _check_style(style).family
 
 
-def apply(raw, style: int) -> np.ndarray:
-    """Process a raw image with one of the 32 vendor styles.
+def apply(raw, style: int | Style) -> np.ndarray:
+    """Process a raw image with a vendor style.
 
     Args:
       raw: [H, W] linear raw detector image (strictly positive, finite, any scale,
         at least 16x16 pixels).
-      style: int in ``0..31``.
+      style: a bank style (int in ``0..31``) or a :class:`Style` (e.g. one drawn by
+        :func:`stylejax.pipeline.vendor_random.random_style`).
     Returns:
       [H, W] float32 image in [0, 1], dense tissue bright.
     Raises:
@@ -564,12 +582,12 @@ def apply(raw, style: int) -> np.ndarray:
     check_image(raw, "raw", min_rank=2, max_rank=2, min_size=16, positive=True)
     x = normalized_log(raw)
     ctx = _Context(mask=_tissue_mask(x))
-    for name, params in _STYLES[style].chain:
+    for name, params in style.chain:
         x = _OPS[name](x, ctx, **params)
     return _clip01(x)
 
 
-def apply_batch(raws, styles: int | Sequence[int]) -> np.ndarray:
+def apply_batch(raws, styles: int | Style | Sequence[int | Style]) -> np.ndarray:
     """Apply styles to a batch of raw images.
 
     Args:
@@ -581,7 +599,8 @@ def apply_batch(raws, styles: int | Sequence[int]) -> np.ndarray:
     check_image(raws, "raws", min_rank=3, max_rank=3, min_size=16, positive=True)
     raws = np.asarray(raws)
     n = raws.shape[0]
-    styles = [styles] * n if np.ndim(styles) == 0 else list(styles)
+    single = isinstance(styles, Style) or np.ndim(styles) == 0
+    styles = [styles] * n if single else list(styles)
     if len(styles) != n:
         raise ValueError(f"styles has {len(styles)} entries for {n} images")
     styles = [_check_style(s) for s in styles]

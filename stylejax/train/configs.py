@@ -59,6 +59,11 @@ class Config:
         style (precomputed on the host) instead of LAP.
       num_vendor_raw: phantoms (the first of the pool) styled with every vendor
         training style.
+      vendor_random_styles: random vendor styles
+        (:func:`stylejax.pipeline.vendor_random.random_style`, seeds ``data_seed +
+        k``) added to the 28 bank training styles, so the metric meets many
+        non-linear styles instead of 28 (host memory: ``num_vendor_raw x styles x
+        raw_size^2`` float16).
       data_seed: phantom ``i`` uses seed ``data_seed + i`` (kept far from the
         small seeds evaluation uses, so evaluation content is unseen).
     Optimisation (SimSiam recipe):
@@ -87,6 +92,7 @@ class Config:
     different_content: float = 0.75
     vendor_fraction: float = 0.0
     num_vendor_raw: int = 0
+    vendor_random_styles: int = 0
     data_seed: int = 1_000_000
     batch_size: int = 64
     steps: int = 1000
@@ -127,6 +133,9 @@ class Config:
         need(0.0 <= self.vendor_fraction <= 1.0, "vendor_fraction must lie in [0, 1]")
         need(self.vendor_fraction == 0 or 2 <= self.num_vendor_raw <= self.num_raw,
              "vendor_fraction > 0 needs 2 <= num_vendor_raw <= num_raw")
+        need(self.vendor_random_styles >= 0, "vendor_random_styles must be >= 0")
+        need(self.vendor_random_styles == 0 or self.vendor_fraction > 0,
+             "vendor_random_styles needs vendor_fraction > 0")
         need(self.batch_size >= 1 and self.steps >= 1, "batch_size and steps must be >= 1")
         need(self.base_lr > 0, "base_lr must be > 0")
         need(min(self.log_every, self.plot_every, self.checkpoint_every, self.keep_checkpoints) >= 1,

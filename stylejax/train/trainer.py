@@ -7,6 +7,11 @@
   ``Config.distributed`` every process calls ``jax.distributed.initialize()``,
   builds only its rows of each batch and hands them to
   ``jax.make_array_from_process_local_data``; only process 0 writes logs/plots.
+* **Data**: the default source (:class:`PhantomSource`) keeps its phantom and
+  vendor pools on the accelerators (replicated, copied once); each step the host
+  sends only the rows' indices and :func:`stylejax.train.data.gather_batch`
+  builds the images in a jitted gather, so the host never copies image rows.
+  Other sources hand over host batches (``local_batch``).
 * **Step**: a pure function ``(state, batch, key) -> (state, metrics)``, jitted
   with the state donated; its randomness is ``jax.random.fold_in(key, step)``,
   and host batches depend only on ``(seed, step)``, so a resumed run continues
@@ -48,7 +53,7 @@ from stylejax.data import pairs
 from stylejax.models.simsiam import SimSiam, collapse_std, simsiam_loss
 from stylejax.train import configs as _configs
 from stylejax.train.configs import Config
-from stylejax.train.data import PhantomSource
+from stylejax.train.data import PhantomSource, gather_batch
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
@@ -206,6 +211,23 @@ def _cached_train_step(cfg: Config, graphdef, mesh, total_steps: int) -> Callabl
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
 
+def device_pools(source: PhantomSource, mesh) -> dict:
+    """``source.pools()`` as arrays replicated over the mesh (multi-host safe: each
+    process fills its own devices from its identical host copy)."""
+    sharding = NamedSharding(mesh, P())
+    return {k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+            for k, v in source.pools().items()}
+
+
+@functools.lru_cache(maxsize=8)
+def make_gather(mesh) -> Callable:
+    """Jitted :func:`~stylejax.train.data.gather_batch`: replicated pools, indices and
+    images sharded on ``data``."""
+    data = NamedSharding(mesh, P("data"))
+    return jax.jit(gather_batch, in_shardings=(NamedSharding(mesh, P()), data),
+                   out_shardings=data)
+
+
 def host_copy(tree):
     """Numpy copies of (replicated) arrays from this process's first local shard.
 
@@ -345,7 +367,9 @@ def train(cfg: Config, workdir: str, *, steps: int | None = None, source=None,
       source: batch source with ``local_batch(step, process_index, process_count)``
         returning what :meth:`PhantomSource.local_batch` does (LAP pairs as
         normalised raw images, :func:`stylejax.data.pairs.normalize`)
-        (default: :class:`PhantomSource` cached in ``WORKDIR/cache``).
+        (default: :class:`PhantomSource` cached in ``WORKDIR/cache``). A
+        :class:`PhantomSource` is gathered on the accelerators (see the module
+        doc); other sources on the host.
       callback: called as ``callback(step, state)`` after each step is dispatched
         (tests use it to interrupt a run).
       devices: devices of the data mesh (default: all).
@@ -379,6 +403,16 @@ def train(cfg: Config, workdir: str, *, steps: int | None = None, source=None,
 
     graphdef, state = init_state(cfg, mesh)
     step_fn = make_train_step(cfg, graphdef, mesh)
+    if isinstance(source, PhantomSource):
+        pools, gather = device_pools(source, mesh), make_gather(mesh)
+
+        def global_batch(step):
+            idx = source.local_indices(step, jax.process_index(), jax.process_count())
+            return gather(pools, shard_batch(idx, mesh, cfg.batch_size))
+    else:
+        def global_batch(step):
+            local = source.local_batch(step, jax.process_index(), jax.process_count())
+            return shard_batch(local, mesh, cfg.batch_size)
     key = jax.device_put(jax.random.key(cfg.seed), NamedSharding(mesh, P()))
     manager = checkpoint_manager(workdir, cfg)
     metrics_path = _join(workdir, METRICS_FILE)
@@ -425,8 +459,7 @@ def train(cfg: Config, workdir: str, *, steps: int | None = None, source=None,
 
     try:
         for step in range(start, cfg.steps):
-            local = source.local_batch(step, jax.process_index(), jax.process_count())
-            state, metrics = step_fn(state, shard_batch(local, mesh, cfg.batch_size), key)
+            state, metrics = step_fn(state, global_batch(step), key)
             done = step + 1
             pending.append((done, metrics))
             n_flush += 1

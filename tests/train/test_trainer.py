@@ -218,3 +218,42 @@ def test_local_batch_rows_come_from_their_pools():
             np.testing.assert_array_equal(batch[which][row], want)
         np.testing.assert_array_equal(batch[f"tissue_{which}"], src.tissue[idx[which]])
     np.testing.assert_array_equal(batch["prestyled"], idx["vendor"])
+
+
+def test_vendor_pool_with_random_styles():
+    """Random vendor styles follow the 28 bank styles, drawn from data_seed."""
+    from stylejax.pipeline import blackbox, vendor_random
+    cfg = dataclasses.replace(CFG, vendor_fraction=0.5, num_vendor_raw=2, vendor_random_styles=3)
+    src = PhantomSource(cfg.validate())
+    assert src.vendor.shape[:2] == (2, len(blackbox.TRAIN_STYLES) + 3)
+    from stylejax.train.data import make_raw_pool
+    raw = make_raw_pool(cfg)[0][:2]
+    for k in range(3):
+        style = vendor_random.random_style(cfg.data_seed + k)
+        for i in range(2):
+            np.testing.assert_array_equal(src.vendor[i, len(blackbox.TRAIN_STYLES) + k],
+                                          blackbox.apply(raw[i], style).astype(np.float16))
+    with pytest.raises(ValueError, match="vendor_random_styles needs vendor_fraction"):
+        dataclasses.replace(CFG, vendor_random_styles=3).validate()
+
+
+def test_device_gather_equals_host_batch():
+    """The trainer's on-device gather (8-device mesh) builds local_batch's batch."""
+    cfg = dataclasses.replace(CFG, vendor_fraction=0.5, num_vendor_raw=4)
+    src = PhantomSource(cfg)
+    mesh = trainer.make_mesh()
+    pools, gather = trainer.device_pools(src, mesh), trainer.make_gather(mesh)
+    for step in (0, 5):
+        idx = src.local_indices(step)
+        assert idx["vendor"].any() and not idx["vendor"].all()
+        got = jax.device_get(gather(pools, trainer.shard_batch(idx, mesh, cfg.batch_size)))
+        want = src.local_batch(step)
+        assert set(got) == set(want)
+        for k in want:
+            assert got[k].dtype == want[k].dtype, k
+            np.testing.assert_array_equal(got[k], want[k])
+    # A run without vendor styles gathers from a placeholder vendor pool it never reads.
+    plain = PhantomSource(CFG)
+    got = jax.device_get(gather(trainer.device_pools(plain, mesh),
+                                trainer.shard_batch(plain.local_indices(1), mesh, CFG.batch_size)))
+    np.testing.assert_array_equal(got["a"], plain.local_batch(1)["a"])
