@@ -257,3 +257,11 @@ def test_device_gather_equals_host_batch():
     got = jax.device_get(gather(trainer.device_pools(plain, mesh),
                                 trainer.shard_batch(plain.local_indices(1), mesh, CFG.batch_size)))
     np.testing.assert_array_equal(got["a"], plain.local_batch(1)["a"])
+
+
+def test_training_with_the_device_gather_equals_the_host_gather(smoke_run, source, tmp_path):
+    """The accelerator path (forced on the CPU) trains exactly like the host path."""
+    result = trainer.train(CFG, str(tmp_path / "run"), source=source, progress=False,
+                           gather_on_device=True)
+    for a, b in zip(_params(result.state), _params(trainer.load_run(smoke_run[0])[2])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
