@@ -13,7 +13,7 @@ examples:
       --export stylejax/assets/stylex_default
   stylejax train-stylex --config my_config.py --workdir runs/a --steps 2000
 
-Named configs: smoke, cpu, default, paper, pod (see stylejax/train/configs.py);
+Named configs: smoke, cpu, default, vendor, paper, pod (see stylejax/train/configs.py);
 a .py file must define get_config() returning a stylejax.train.configs.Config.
 Re-running the same command resumes from the last checkpoint in --workdir.
 """
@@ -28,7 +28,7 @@ def register(subparsers):
                     "writes metrics.jsonl and loss.png in the workdir.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, metavar="NAME_OR_FILE",
-                   help="smoke | cpu | default | paper | pod, or a .py file with get_config()")
+                   help="smoke | cpu | default | vendor | paper | pod, or a .py file with get_config()")
     p.add_argument("--workdir", required=True, metavar="DIR",
                    help="run directory (checkpoints, metrics); resumed when it exists")
     p.add_argument("--steps", type=int, default=None, metavar="N",

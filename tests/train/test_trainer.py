@@ -168,12 +168,13 @@ def test_process_shards_partition_the_global_batch(source):
 
 
 def test_configs(tmp_path):
-    for name in ("smoke", "cpu", "default", "paper", "pod"):
+    for name in ("smoke", "cpu", "default", "vendor", "paper", "pod"):
         cfg = configs.get(name)
         assert cfg.name == name and configs.NAMED[name].__doc__.count("Command") >= 1
     assert configs.get("cpu").width == 16 and configs.get("paper").width == 64
     assert configs.get("paper").batch_size == 200 and configs.get("paper").image_size == 400
     assert configs.get("pod").distributed
+    assert configs.get("vendor").vendor_random_styles == 512
     assert configs.Config.from_dict(json.loads(CFG.to_json())) == CFG
     with pytest.raises(ValueError, match="unknown config"):
         configs.get("nope")
