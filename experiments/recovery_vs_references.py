@@ -26,10 +26,12 @@ At the shipped model's own scale (256 px, about 24 minutes):
         --figure experiments/figures/recovery_vs_references_256.png
 Several draws of content (new raw and reference phantoms per draw), recovery pooled
 with a 95 % Wilson interval; 16 raw images and 32 references at 256 px, 3 draws
-(about 70 minutes):
+(about an hour; at 128 px about 20 minutes, ``--size 128`` and ``_128`` names):
     python experiments/recovery_vs_references.py --size 256 --settings 16x32 --draws 3 \
         --out experiments/results/recovery_draws_256.json \
         --figure experiments/figures/recovery_draws_256.png
+Within a draw the 20 targets share their raw images, so draws are not independent
+samples of content: read the per-draw rates beside the pooled interval.
 The extended LAP (one gain per pyramid band; the benchmark's 5 targets, 128 px):
     python experiments/recovery_vs_references.py --pipeline extended --settings 2x3 16x32 \
         --out experiments/results/recovery_vs_references_extended.json \

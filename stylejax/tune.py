@@ -715,9 +715,10 @@ def fit(raw, reference, *, model=None, steps: int = 150, seed: int = 0, starts: 
         (positive, linear, any scale; sizes may differ).
       reference: reference images in the wanted style, in [0, 1], same forms;
         their content need not match ``raw``. More images of both kinds average
-        out how content colours the metric: on synthetic LAP targets, 16 raw
-        images and 32 references recovered every parameter within 0.5 on 70-95 % of
-        them (three draws of phantoms), 2 and 3 on 15-55 % (README, Tuning).
+        out how content colours the metric: on synthetic LAP targets at the shipped
+        model's scale (256 px), 16 raw images and 32 references recovered every
+        parameter within 0.5 on 97 % of 60 (three draws of phantoms: 95 / 100 /
+        95 %), 2 and 3 on 50-55 % (README, Tuning).
       model: the style encoder: None (shipped StyleX), a StyleX run directory,
         or any object with a differentiable ``embed([N, H, W]) -> [N, D]``.
       steps: maximum Adam steps, or L-BFGS evaluations per start (L-BFGS-B
