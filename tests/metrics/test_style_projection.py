@@ -85,3 +85,13 @@ def test_fit_model_on_its_training_phantoms():
     assert z.shape == (2, 8) and np.all(np.isfinite(z))
     with pytest.raises(ValueError, match="training data"):
         P.fit(model.replace(info={}), progress=False)
+
+
+def test_the_projection_is_fitted_on_the_models_own_vendor_styles():
+    from stylejax import blackbox
+    assert P.model_vendor_styles({"vendor_fraction": 0.0, "data_seed": 5}) == []
+    styles = P.model_vendor_styles({"vendor_fraction": 0.25, "data_seed": 5})
+    assert styles == [int(s) for s in blackbox.TRAIN_STYLES]
+    styles = P.model_vendor_styles({"vendor_fraction": 0.5, "data_seed": 5,
+                                    "vendor_random_styles": 2})
+    assert styles[28:] == [blackbox.random_style(5), blackbox.random_style(6)]
