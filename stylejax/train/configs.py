@@ -309,8 +309,7 @@ NAMED = {"smoke": smoke, "cpu": cpu, "default": default, "vendor": vendor, "pape
 
 def get(name_or_file: str) -> Config:
     """A named config (``smoke``, ``cpu``, ``default``, ``vendor``, ``paper``, ``pod``) or a
-    Python file
-    defining ``get_config()``.
+    Python file defining ``get_config()``.
 
     Raises:
       ValueError: unknown name, or a file without ``get_config`` returning a Config.

@@ -13,11 +13,12 @@ the batches it would have seen, and every process of a multi-host run draws
 the same global batch and keeps only its own rows.
 
 Two ways to a batch of images: :meth:`PhantomSource.local_batch` gathers the rows
-on the host (168 MB per ``default`` batch: 32-48 ms on a 2-core host, the same
-order as a ~100 ms H100 step, and the host also feeds the GPU), while the trainer
-copies the pools to the accelerators once (:meth:`PhantomSource.pools`) and
-sends only the rows' indices (:meth:`PhantomSource.local_indices`, a few KB);
-:func:`gather_batch` then builds the same batch inside a jitted function.
+on the host (168 MB per ``default`` batch: 24-29 ms on the 2-core host,
+``experiments/benchmarks/batch_gather.py``, against a ~100 ms H100 step whose host
+also feeds the GPU), while on GPUs and TPUs the trainer copies the pools to the
+accelerators once (:meth:`PhantomSource.pools`) and sends only the rows' indices
+(:meth:`PhantomSource.local_indices`, a few KB); :func:`gather_batch` then builds
+the same batch inside a jitted function.
 """
 
 from __future__ import annotations
@@ -57,15 +58,6 @@ def make_raw_pool(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
               for i in range(cfg.num_raw)]
     return (np.stack([m.raw for m in images]).astype(np.float32),
             np.stack([m.labels != phantom.BACKGROUND for m in images]).astype(np.uint8))
-
-
-def vendor_styles(cfg: Config) -> list:
-    """The vendor styles a run trains on: the bank's training styles (ints), then
-    ``cfg.vendor_random_styles`` random styles (seeds ``data_seed + k``)."""
-    from stylejax.pipeline import vendor_random
-    if cfg.vendor_fraction == 0:
-        return []
-    return vendor_random.training_styles(cfg.vendor_random_styles, cfg.data_seed)
 
 
 def make_vendor_pool(raw: np.ndarray, styles) -> np.ndarray:
@@ -109,7 +101,9 @@ class PhantomSource:
 
         raw = _cached(_cache_path(cache_dir, f"raw_{tag}.npy"), lambda: built(0))
         self.tissue = _cached(_cache_path(cache_dir, f"tissue_{tag}.npy"), lambda: built(1))
-        self.vendor_styles = tuple(vendor_styles(cfg))
+        from stylejax.pipeline import vendor_random
+        self.vendor_styles = tuple(vendor_random.training_styles(
+            cfg.vendor_random_styles, cfg.data_seed) if cfg.vendor_fraction > 0 else ())
         self.vendor = None
         if self.vendor_styles:
             n, r = cfg.num_vendor_raw, cfg.vendor_random_styles

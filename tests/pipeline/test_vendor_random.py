@@ -52,3 +52,6 @@ def test_bad_input():
         vendor_random.random_styles(-2)
     with pytest.raises(ValueError, match="operators from"):
         blackbox.apply(mammogram(1, size=(32, 32)).raw, blackbox.Style("tone", (("warp", {}),)))
+    with pytest.raises(ValueError, match="'gamma' got bad settings"):
+        blackbox.apply(mammogram(1, size=(32, 32)).raw,
+                       blackbox.Style("tone", (("gamma", dict(gamma=2.0)),)))
