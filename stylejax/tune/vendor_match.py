@@ -23,9 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stylejax import lap, tune
 from stylejax.metrics import ssim
 from stylejax.pipeline import blackbox
+from stylejax.pipeline import lap
+from stylejax.tune.fit import fit
+from stylejax.tune.inputs import resolve_model
+from stylejax.tune.objective import Objective
 
 
 @dataclasses.dataclass
@@ -88,8 +91,8 @@ def match_style(style: int, raws, reference_raws, *, model, steps: int = 60, sta
       raws: list of ``[H, W]`` raw images that are tuned (and compared by SSIM).
       reference_raws: list of raw images of other content; their vendor outputs
         are the references.
-      model: style encoder (see :func:`stylejax.tune.resolve_model`).
-      steps, starts: per :func:`stylejax.tune.fit`; the ``starts`` best points of
+      model: style encoder (see :func:`stylejax.tune.inputs.resolve_model`).
+      steps, starts: as in :func:`stylejax.tune.fit`; the ``starts`` best points of
         the coarse grid start the optimisation.
       coarse: grid points per axis of the start search (forward passes only).
       ssim_grid: grid points per axis of the content-matched SSIM reference.
@@ -99,13 +102,13 @@ def match_style(style: int, raws, reference_raws, *, model, steps: int = 60, sta
     """
     t0 = time.perf_counter()
     refs = [blackbox.apply(r, style) for r in reference_raws]
-    objective = tune.Objective(raws, refs, model=model)
+    objective = Objective(raws, refs, model=model)
     neutral = np.array([[5.0, 5.0, 5.0]], np.float32)
     grid = grid_points(coarse)
     d_grid = objective(np.concatenate([grid, neutral]), chunk=16)
     d_neutral, d_grid = float(d_grid[-1]), d_grid[:-1]
     init = grid[np.argsort(d_grid)[:starts]]
-    result = tune.fit(None, None, objective=objective, steps=steps, starts=starts, seed=seed,
+    result = fit(None, None, objective=objective, steps=steps, starts=starts, seed=seed,
                       init=init, screen=0)
     seconds = time.perf_counter() - t0
 
@@ -136,7 +139,7 @@ def match_all(raws, reference_raws, *, model, styles=None, progress=None, **opti
       progress: optional callable ``(VendorMatch) -> None`` called after each style.
       options: forwarded to :func:`match_style`.
     """
-    model = tune.resolve_model(model)
+    model = resolve_model(model)
     out = []
     for style in (range(blackbox.NUM_STYLES) if styles is None else styles):
         match = match_style(style, raws, reference_raws, model=model, **options)

@@ -134,10 +134,10 @@ def test_lbfgs_lockstep_stops_on_an_evaluation_error():
         return jnp.sum((points - 3.0) ** 2, axis=1), 2 * (points - 3.0)
 
     with pytest.raises(RuntimeError, match="evaluation failed"):
-        tune._lbfgs_lockstep(failing, np.full((2, 3), 5.0, np.float32), np.zeros(3),
+        tune.lbfgs_lockstep(failing, np.full((2, 3), 5.0, np.float32), np.zeros(3),
                              np.full(3, 10.0), 50, lambda *a: None)
     rows = []
-    tune._lbfgs_lockstep(lambda p: (jnp.sum((p - 3.0) ** 2, axis=1), 2 * (p - 3.0)),
+    tune.lbfgs_lockstep(lambda p: (jnp.sum((p - 3.0) ** 2, axis=1), 2 * (p - 3.0)),
                          np.array([[5.0, 5.0, 5.0], [9.0, 0.0, 1.0]], np.float32),
                          np.zeros(3), np.full(3, 10.0), 50, lambda p, d, a: rows.append(p))
     np.testing.assert_allclose(rows[-1], 3.0, atol=1e-3)  # a quadratic: both at the minimum
@@ -196,7 +196,7 @@ def test_extended_lap_reproduces_lap_and_tunes():
     levels = 2
     pipe = tune.extended_lap(levels)
     assert tune.extended_lap(levels) is pipe
-    assert pipe.names() == ["w", "bands0", "bands1"]
+    assert pipe.names() == ["w", "band0", "band1"]
     x = lap.normalize_log(jnp.asarray(np.stack(RAWS)))
     for w, l, h in [(2.0, 8.0, 3.0), (7.0, 1.0, 9.5)]:
         p = lap.LAPParams(w, l, h)
