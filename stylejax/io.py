@@ -6,7 +6,9 @@ units, DICOM rescale and orientation, [0, 1] normalisation) are documented there
 
 from stylejax.data.io import (
     FORMATS,
+    MAX_PIXELS,
     ImageInfo,
+    check_output_path,
     read_image,
     read_image_info,
     read_image_with_info,
@@ -16,7 +18,9 @@ from stylejax.data.io import (
 
 __all__ = [
     "FORMATS",
+    "MAX_PIXELS",
     "ImageInfo",
+    "check_output_path",
     "read_image",
     "read_image_info",
     "read_image_with_info",

@@ -32,9 +32,20 @@ the integer dtype), and DICOM (Secondary Capture, ``MONOCHROME2``) stores floats
 16-bit counts with a rescale slope/intercept so that ``read_image`` returns the
 original values to within half a count.
 
+Limits: an image whose header declares more than ``MAX_PIXELS`` samples (all
+channels and frames counted) is refused before any pixel is decoded, so a small
+compressed file cannot expand into gigabytes. 16-bit colour PNGs are refused (the
+PNG decoder would silently keep only 8 of their bits); store such images as 16-bit
+grayscale PNG or TIFF.
+
+Writing is atomic: ``write_image`` writes a temporary file next to the destination
+and renames it over the destination only when it is complete, so a failure (full
+disk, bad values, interruption) leaves any previous file intact and no partial file.
+
 Errors: a missing file raises ``FileNotFoundError``; everything else (corrupt or
 truncated file, unknown format, colour where grayscale is needed, empty image,
-non-finite values) raises ``ValueError`` naming the file and the problem.
+non-finite values, an image over the size limit) raises ``ValueError`` naming the
+file and the problem.
 """
 
 from __future__ import annotations
@@ -51,6 +62,11 @@ FORMATS = {".npy": "npy", ".png": "png", ".tif": "tiff", ".tiff": "tiff",
            ".dcm": "dicom", ".dicom": "dicom"}
 """File extensions understood by ``read_image`` and ``write_image`` (lower case).
 Files with another extension are read as DICOM when they carry the DICOM magic."""
+
+MAX_PIXELS = 200_000_000
+"""Largest number of samples (height x width x channels x frames) a file may declare;
+about 14000 x 14000 gray pixels, ten times a full-field mammogram. Raise it by assigning
+``stylejax.data.io.MAX_PIXELS`` for larger images."""
 
 _DEFAULT_BITS = {"png": 8, "tiff": 16, "dicom": 16}
 _ALLOWED_BITS = {"png": (8, 16), "tiff": (8, 16, 32), "dicom": tuple(range(8, 17))}
@@ -113,6 +129,15 @@ def _resolve(path) -> tuple[Path, str]:
     return p, fmt
 
 
+def _check_size(p: Path, shape) -> None:
+    """Refuse a declared image shape above ``MAX_PIXELS`` samples (before decoding)."""
+    count = int(np.prod([int(n) for n in shape], dtype=np.float64))
+    if count > MAX_PIXELS:
+        raise ValueError(f"{p}: the file declares an image of shape {tuple(shape)} "
+                         f"({count:,} samples), above the limit of {MAX_PIXELS:,} "
+                         "(stylejax.data.io.MAX_PIXELS); refusing to decode it")
+
+
 def _integer_range(dtype) -> tuple[float, float] | None:
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
@@ -154,7 +179,13 @@ def _to_gray(arr: np.ndarray, path: Path, grayscale: bool) -> np.ndarray:
 
 def _read_npy(p: Path, pixels: bool):
     try:
-        arr = np.load(p, mmap_mode=None if pixels else "r", allow_pickle=False)
+        header = np.load(p, mmap_mode="r", allow_pickle=False)
+        _check_size(p, header.shape)
+        arr = np.array(header) if pixels else header
+    except ValueError as e:
+        if "MAX_PIXELS" in str(e):
+            raise
+        raise ValueError(f"{p}: not a readable .npy array ({e})") from e
     except Exception as e:  # numpy raises ValueError/OSError/EOFError for bad files
         raise ValueError(f"{p}: not a readable .npy array ({e})") from e
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -165,6 +196,17 @@ def _read_npy(p: Path, pixels: bool):
     return (np.asarray(arr) if pixels else None), info
 
 
+class _Refused(Exception):
+    """A readable file that is refused on purpose (not a corrupt one)."""
+
+
+def _png_bit_depth(p: Path) -> int:
+    """Bit depth from a PNG's IHDR chunk (byte 24 of the file)."""
+    with open(p, "rb") as f:
+        head = f.read(25)
+    return head[24] if len(head) == 25 else 0
+
+
 def _read_png(p: Path, pixels: bool):
     from PIL import Image
 
@@ -172,6 +214,11 @@ def _read_png(p: Path, pixels: bool):
         with Image.open(p) as im:
             fmt, mode, size = im.format, im.mode, im.size
             arr = None
+            _check_size(p, (size[1], size[0], len(im.getbands())))
+            if fmt == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(p) == 16:
+                raise _Refused(f"{p}: 16-bit colour PNG; its decoder keeps only 8 of the 16 "
+                               "bits, so it is refused. Save it as a 16-bit grayscale PNG "
+                               "or as TIFF")
             if pixels and fmt == "PNG":
                 im.load()
                 if mode == "1":
@@ -179,6 +226,10 @@ def _read_png(p: Path, pixels: bool):
                 elif mode == "P":
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 arr = np.asarray(im)
+    except (_Refused, ValueError) as e:
+        if isinstance(e, _Refused) or "MAX_PIXELS" in str(e):
+            raise ValueError(str(e)) from None
+        raise ValueError(f"{p}: corrupt or truncated PNG file ({type(e).__name__}: {e})") from e
     except Exception as e:  # Pillow raises OSError/SyntaxError/zlib.error on damage
         raise ValueError(f"{p}: corrupt or truncated PNG file ({type(e).__name__}: {e})") from e
     if fmt != "PNG":
@@ -203,7 +254,12 @@ def _read_tiff(p: Path, pixels: bool):
             n_pages, page = len(tf.pages), tf.pages[0]
             shape, dtype = tuple(page.shape), np.dtype(page.dtype)
             photometric = page.photometric.name
+            _check_size(p, shape)
             arr = page.asarray() if pixels and n_pages == 1 else None
+    except ValueError as e:
+        if "MAX_PIXELS" in str(e):
+            raise
+        raise ValueError(f"{p}: corrupt or truncated TIFF file ({type(e).__name__}: {e})") from e
     except Exception as e:  # tifffile raises TiffFileError/ValueError/OSError on damage
         raise ValueError(f"{p}: corrupt or truncated TIFF file ({type(e).__name__}: {e})") from e
     if n_pages != 1:
@@ -234,6 +290,7 @@ def _dicom_info(p: Path, ds, pixels: bool) -> ImageInfo:
     except (AttributeError, TypeError, ValueError) as e:
         raise ValueError(f"{p}: DICOM image attributes are missing or invalid ({e})") from e
     frames = int(ds.get("NumberOfFrames", 1) or 1)
+    _check_size(p, (rows, cols, samples, max(frames, 1)))
     if frames != 1:
         raise ValueError(f"{p}: multi-frame DICOM ({frames} frames); need a single 2-D image")
     stored = np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] if signed else [0, 2 ** bits - 1])
@@ -432,7 +489,8 @@ def write_image(path, array, *, bits: int | None = None, for_processing: bool = 
 
     Args:
       path: destination; the extension picks the format (.npy, .png, .tif/.tiff,
-        .dcm/.dicom). Missing parent folders are created.
+        .dcm/.dicom). Missing parent folders are created. The file is written
+        atomically (temporary file, then rename) with the umask's permissions.
       array: ``[H, W]`` real array, finite. Floats must lie in [0, 1] for PNG/TIFF
         (8/16 bit); any finite floats for .npy, .dcm and TIFF with ``bits=32``.
       bits: PNG 8 (default) or 16; TIFF 8, 16 (default) or 32 (float32 samples);
@@ -443,8 +501,9 @@ def write_image(path, array, *, bits: int | None = None, for_processing: bool = 
     Returns:
       The path written.
     Raises:
-      ValueError: unknown extension, bad array (rank, empty, non-finite) or values
-        that do not fit the bit depth; the message names the file.
+      ValueError: unknown extension, bad array (rank, empty, non-finite), values
+        that do not fit the bit depth, or an unwritable destination; the message
+        names the file.
     """
     p = Path(os.fspath(path))
     fmt = FORMATS.get(p.suffix.lower())
@@ -455,25 +514,76 @@ def write_image(path, array, *, bits: int | None = None, for_processing: bool = 
     check_image(arr, f"image written to {p}", min_rank=2, max_rank=2)
     if for_processing and fmt != "dicom":
         raise ValueError(f"{p}: for_processing is only recorded in DICOM files")
+    if fmt != "npy":
+        if bits is None:
+            integer = np.issubdtype(arr.dtype, np.integer)
+            bits = (8 if arr.dtype.itemsize == 1 else 16) if integer else _DEFAULT_BITS[fmt]
+        if isinstance(bits, bool) or bits not in _ALLOWED_BITS[fmt]:
+            raise ValueError(f"{p}: bits={bits!r} is not supported for {fmt.upper()}; "
+                             f"choose one of {_ALLOWED_BITS[fmt]}")
+    check_output_path(p)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "npy":
-        np.save(p, arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating) else arr)
-        return p
-    if bits is None:
-        integer = np.issubdtype(arr.dtype, np.integer)
-        bits = (8 if arr.dtype.itemsize == 1 else 16) if integer else _DEFAULT_BITS[fmt]
-    if isinstance(bits, bool) or bits not in _ALLOWED_BITS[fmt]:
-        raise ValueError(f"{p}: bits={bits!r} is not supported for {fmt.upper()}; "
-                         f"choose one of {_ALLOWED_BITS[fmt]}")
-    if fmt == "dicom":
-        _write_dicom(p, arr, bits, for_processing)
-    elif fmt == "png":
-        from PIL import Image
+    # Same suffix as the destination: writers pick details from it (np.save appends .npy).
+    tmp = p.with_name(f".{p.stem}.tmp{os.getpid()}{p.suffix}")
+    try:
+        if fmt == "npy":
+            np.save(tmp, arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating)
+                    else arr)
+        elif fmt == "dicom":
+            _write_dicom(tmp, arr, bits, for_processing)
+        elif fmt == "png":
+            from PIL import Image
 
-        Image.fromarray(_counts(arr, bits, p)).save(p, format="PNG")
-    else:
-        import tifffile
+            Image.fromarray(_counts(arr, bits, p)).save(tmp, format="PNG")
+        else:
+            import tifffile
 
-        data = arr.astype(np.float32) if bits == 32 else _counts(arr, bits, p)
-        tifffile.imwrite(p, data, photometric="minisblack")
+            data = arr.astype(np.float32) if bits == 32 else _counts(arr, bits, p)
+            tifffile.imwrite(tmp, data, photometric="minisblack")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path) -> Path:
+    """Check, before any work, that ``path`` can be written as an image.
+
+    Args:
+      path: destination file.
+    Returns:
+      the path as a ``Path``.
+    Raises:
+      ValueError: unknown extension, the path is a directory, a parent is a file, or
+        the nearest existing parent folder is not writable; the message names the path.
+    """
+    p = Path(os.fspath(path))
+    if p.is_dir():
+        raise ValueError(f"{p}: is a directory; give a file name for the image")
+    if FORMATS.get(p.suffix.lower()) is None:
+        raise ValueError(f"{p}: unknown image format {p.suffix!r}; supported: "
+                         f"{', '.join(sorted(FORMATS))}")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{p}: cannot create it, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{p}: folder {parent} is not writable")
     return p

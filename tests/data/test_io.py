@@ -1,5 +1,6 @@
 """Image I/O: round trips, DICOM conventions against hand-computed values, bad files."""
 
+import os
 import numpy as np
 import pydicom
 import pytest
@@ -250,3 +251,80 @@ def test_to_unit_range():
         io.to_unit_range(np.array([256]), 8)
     with pytest.raises(ValueError, match="bits"):
         io.to_unit_range(np.array([1]), 0)
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".npy", ".dcm"])
+def test_failed_write_keeps_previous_file_and_leaves_no_partial(tmp_path, ext, monkeypatch):
+    path = tmp_path / f"out{ext}"
+    first = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    io.write_image(path, first)
+    before = path.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        io.write_image(path, first[::-1].copy())
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = io.write_image(tmp_path / "a.png", np.zeros((4, 4), np.float32))
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_output_path_checked_before_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        io.check_output_path(tmp_path / "file" / "sub" / "out.png")
+    with pytest.raises(ValueError, match="unknown image format"):
+        io.check_output_path(tmp_path / "out.jpg")
+    with pytest.raises(ValueError, match="is a directory"):
+        io.check_output_path(tmp_path)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".npy", ".dcm"])
+def test_declared_size_above_limit_is_refused_before_decoding(tmp_path, ext, monkeypatch):
+    from stylejax.data import io as data_io
+
+    path = io.write_image(tmp_path / f"big{ext}", np.zeros((20, 30), np.float32))
+    monkeypatch.setattr(data_io, "MAX_PIXELS", 20 * 30 - 1)
+    with pytest.raises(ValueError, match="MAX_PIXELS"):
+        io.read_image(path)
+    monkeypatch.setattr(data_io, "MAX_PIXELS", 20 * 30)
+    assert io.read_image(path).shape == (20, 30)
+
+
+def test_sixteen_bit_colour_png_is_refused_not_truncated(tmp_path):
+    from PIL import Image
+
+    # A 16-bit RGB PNG written by hand (Pillow cannot write one): IHDR bit depth 16,
+    # colour type 2, one unfiltered scanline per row.
+    import struct
+    import zlib
+
+    h, w = 3, 4
+    values = (np.arange(h * w * 3, dtype=">u2") * 257).reshape(h, w * 3)
+    raw = b"".join(b"\x00" + row.tobytes() for row in values)
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path = tmp_path / "rgb16.png"
+    path.write_bytes(png)
+    with Image.open(path) as im:
+        assert im.mode == "RGB"  # the decoder's 8-bit reduction this guards against
+    with pytest.raises(ValueError, match="16-bit colour PNG"):
+        io.read_image(path)
