@@ -94,6 +94,16 @@ def conv_shapes(arch: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
     return shapes
 
 
+def _expected(arch: str, name: str, part: str) -> tuple[int, ...]:
+    kernel, bias = conv_shapes(arch)[name]
+    return kernel if part == "kernel" else bias
+
+
+def _shape_only(shape: tuple[int, ...]) -> np.ndarray:
+    """A zero-stride stand-in with ``shape`` for a tensor that is reported, not read."""
+    return np.broadcast_to(np.float32(0), shape)
+
+
 def _check_complete(arch: str, found: dict, describe) -> dict:
     """Verify presence and shape of every conv tensor; ``describe(name, part)`` names a key."""
     missing, misshapen, out = [], [], {}
@@ -146,8 +156,14 @@ def load_safetensors(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]
             for part, suffix in (("kernel", "weight"), ("bias", "bias")):
                 key = f"{prefix}features.{idx}.{suffix}"
                 if key in keys:
+                    shape = tuple(handle.get_slice(key).get_shape())
+                    if part == "kernel" and len(shape) == 4:
+                        shape = tuple(shape[i] for i in (2, 3, 1, 0))  # OIHW -> HWIO
+                    if shape != _expected(arch, name, part):
+                        found[(name, part)] = _shape_only(shape)  # never read
+                        continue
                     arr = np.asarray(handle.get_tensor(key), dtype=np.float32)
-                    if part == "kernel" and arr.ndim == 4:
+                    if part == "kernel":
                         arr = arr.transpose(2, 3, 1, 0)  # OIHW -> HWIO
                     found[(name, part)] = arr
 
@@ -178,8 +194,17 @@ def load_h5(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             if not isinstance(group, h5py.Group):
                 continue
             for part, dataset in (("kernel", "weight"), ("bias", "bias")):
-                if isinstance(group.get(dataset), h5py.Dataset):
-                    found[(name, part)] = np.asarray(group[dataset][()], dtype=np.float32)
+                data = group.get(dataset)
+                if not isinstance(data, h5py.Dataset):
+                    continue
+                if tuple(data.shape) != _expected(arch, name, part):
+                    found[(name, part)] = _shape_only(tuple(data.shape))  # never read
+                    continue
+                try:
+                    found[(name, part)] = np.asarray(data[()], dtype=np.float32)
+                except (TypeError, ValueError, OSError) as err:
+                    raise ValueError(f"{path}: {name}/{dataset} is not a readable numeric "
+                                     f"array ({err})") from err
 
     def describe(name, part):
         return f"{name}/{'weight' if part == 'kernel' else 'bias'}"

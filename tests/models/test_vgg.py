@@ -282,3 +282,25 @@ def test_bad_inputs(small_net):
         small_net(np.zeros((8, 8), np.float32), taps=("relu1_1",))
     with pytest.raises(ValueError, match="too small"):
         small_net(np.zeros((1, 8, 8), np.float32), taps=("relu5_1",))
+
+
+def test_misshapen_tensor_is_reported_without_reading_it(vgg16_files, tmp_path, monkeypatch):
+    """A file declaring a huge tensor is refused from its header (issue: 2.9 KB -> 1.6 GB)."""
+    _, _, h5_path = vgg16_files
+    big = tmp_path / "big.h5"
+    import shutil
+
+    shutil.copy(h5_path, big)
+    with h5py.File(big, "a") as f:
+        del f["conv1_1/weight"]
+        # chunked + compressed: tiny on disk, 16 GB if read
+        f["conv1_1"].create_dataset("weight", shape=(3, 3, 3, 2 ** 30 // 8), dtype="f4",
+                                    chunks=(1, 1, 1, 1024), compression="gzip")
+    assert big.stat().st_size < 10 * h5_path.stat().st_size
+    read = []
+    original = h5py.Dataset.__getitem__
+    monkeypatch.setattr(h5py.Dataset, "__getitem__",
+                        lambda self, key: read.append(self.name) or original(self, key))
+    with pytest.raises(ValueError, match=r"conv1_1/weight has shape \(3, 3, 3, 134217728\)"):
+        weight_io.load_file(big, "vgg16")
+    assert "/conv1_1/weight" not in read
