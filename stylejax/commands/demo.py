@@ -22,9 +22,10 @@ Writes OUT/comparison.png (before / after / hidden target / references),
 OUT/trajectory.png (distance and parameters per step, truth dashed) and
 OUT/result.json."""
 
-#: (image side, references, starts, max steps) for the full run and for --quick.
-FULL = dict(size=256, references=3, starts=3, steps=120)
-QUICK = dict(size=64, references=1, starts=1, steps=3)
+#: (image side, references, starts, max steps, screened start points) for the full run
+#: and for --quick (which only checks that everything runs: no screening, one start).
+FULL = dict(size=256, references=3, starts=3, steps=120, screen=64)
+QUICK = dict(size=64, references=1, starts=1, steps=3, screen=0)
 
 
 def register(subparsers):
@@ -38,7 +39,8 @@ def register(subparsers):
     parser.add_argument("--out", default="demo_out", metavar="DIR",
                         help="output directory (default demo_out)")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny images and 3 steps: checks that everything runs")
+                        help="tiny images, 3 steps, no start-point screening: checks that "
+                             "everything runs (seconds)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden style and phantoms")
     parser.add_argument("--model", metavar="DIR", default=None,
                         help="StyleX model or training run directory (default: shipped model)")
@@ -52,7 +54,7 @@ def hidden_style(seed: int):
     fractional values, unlike the even training grid of StyleX)."""
     import numpy as np
 
-    from stylejax import lap
+    from stylejax.pipeline import lap
 
     values = np.round(np.random.default_rng(seed).uniform(1.0, 9.0, 3), 1)
     return lap.LAPParams(*map(float, values))
@@ -67,7 +69,8 @@ def make_task(seed: int, size: int, references: int):
     """
     import numpy as np
 
-    from stylejax import lap, phantom
+    from stylejax.data import phantom
+    from stylejax.pipeline import lap
 
     truth = hidden_style(seed)
     base = 10_000 + 100 * seed
@@ -81,8 +84,9 @@ def make_task(seed: int, size: int, references: int):
 def run(args) -> int:
     import numpy as np
 
-    from stylejax import lap, tune
-    from stylejax.commands.tune import save_figures
+    from stylejax import tune
+    from stylejax.commands.tune import distances, save_figures
+    from stylejax.pipeline import lap
 
     settings = dict(QUICK if args.quick else FULL)
     if args.steps is not None:
@@ -94,10 +98,11 @@ def run(args) -> int:
           f"{settings['steps']} steps ...", file=sys.stderr)
     objective = tune.Objective(raw, refs, model=model)
     result = tune.fit(None, None, objective=objective, steps=settings["steps"],
-                      starts=settings["starts"], seed=args.seed, progress=True)
+                      starts=settings["starts"], screen=settings["screen"], seed=args.seed,
+                      progress=True)
     true_flat = np.array([truth.w, truth.l, truth.h], np.float32)
     got = result.pipeline.to_dict(result.params)
-    d_truth = objective(np.stack([true_flat]))[0]
+    d_truth = float(distances(objective, true_flat, result.starts)[0])
 
     print(f"{'param':>6} {'true':>6} {'found':>6} {'error':>6}", file=sys.stderr)
     for name, t in zip(lap.PARAM_NAMES, true_flat):

@@ -34,13 +34,15 @@ def register(subparsers):
 def run(args) -> int:
     import numpy as np
 
-    from stylejax import io, lap
+    from stylejax.data import io
+    from stylejax.pipeline import lap
 
+    io.check_output_path(args.output)  # a bad extension or folder fails before any work
+    params = lap.LAPParams(args.w, args.l, args.h).validate()
     raw = io.read_image(args.raw)
     if np.isfinite(raw).all() and raw.min() <= 0:
         raise ValueError(f"{args.raw}: raw values must be positive (minimum {raw.min():g}); "
                          "is this a 'for presentation' image rather than a raw one?")
-    params = lap.LAPParams(args.w, args.l, args.h).validate()
     styled = np.asarray(lap.process(raw, params))
     path = io.write_image(args.output, styled)
     print(f"wrote {path} ({styled.shape[0]}x{styled.shape[1]}, w={args.w:g} l={args.l:g} "

@@ -1,4 +1,4 @@
-"""``stylejax tune``: find the LAP parameters that give raw images a reference style."""
+"""``stylejax tune``: find the pipeline parameters that give raw images a reference style."""
 
 from __future__ import annotations
 
@@ -11,16 +11,20 @@ EXAMPLE = """example:
   stylejax phantoms -n 3 -o phantoms/                # raw images to try
   stylejax lap phantoms/cc_00001.tif --w 7 --l 3 --h 8 -o ref.png   # a "liked" style
   stylejax tune --raw phantoms/cc_00000.tif --reference ref.png --out tuned/ --json
+  stylejax tune --raw phantoms/*.tif --reference refs/*.png --pipeline extended-lap
 
 RAW files are linear "for processing" detector images (DICOM, TIFF, PNG or NPY,
 values > 0). REF files are images in the wanted style, any content; 8- and 16-bit
 files are mapped to [0, 1] over their bit depth, float files must already lie in
 [0, 1]. Without --model the StyleX model shipped with stylejax is the loss.
 Give it several images of each kind: the style of a few particular images reads
-through the metric with some content noise. On synthetic targets at 256 px, 16 raw
-images and 32 references recovered every parameter within 0.5 on 97 % of 60 (three
-draws of phantoms), 2 and 3 on 50-55 % (README, Tuning). References are embedded
-once; each raw image adds to every step.
+through the metric with some content noise (docs/tuning.md measures how many help).
+References are embedded once; each raw image adds to every step.
+--pipeline: "lap" (w, l, h), "extended-lap" (w and one gain per pyramid band,
+band0 the finest; the number of bands follows the smallest raw image), a name
+registered with stylejax.pipeline.registry.register, or MODULE:NAME to import
+MODULE (which registers NAME) first. Parameters are reported by name in
+result.json and --json output ("params", in the order of "parameter_names").
 Writes OUT/tuned_<name>.png (16-bit), OUT/comparison.png (before / after /
 references), OUT/trajectory.png (distance and parameters per step) and
 OUT/result.json."""
@@ -29,9 +33,10 @@ OUT/result.json."""
 def register(subparsers):
     parser = subparsers.add_parser(
         "tune", help="tune LAP toward the style of reference images (StyleX as the loss)",
-        description="Gradient-descent LAP's w, l, h so that the raw images take the style of "
-                    "the reference images (content need not match), with the StyleX "
-                    "distance as the loss.",
+        description="Optimise the parameters of a differentiable pipeline (LAP's w, l, h by "
+                    "default) with gradients so that the raw images take the style of the "
+                    "reference images (content need not match), with the StyleX distance "
+                    "as the loss.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw", nargs="+", required=True, metavar="RAW",
                         help="raw detector image file(s)")
@@ -39,10 +44,17 @@ def register(subparsers):
                         help="reference image file(s) in the wanted style")
     parser.add_argument("--model", metavar="DIR", default=None,
                         help="StyleX model or training run directory (default: shipped model)")
+    parser.add_argument("--pipeline", default="lap", metavar="NAME",
+                        help="pipeline to tune: lap (default), extended-lap, a registered "
+                             "name, or MODULE:NAME")
     parser.add_argument("--steps", type=int, default=150,
                         help="maximum L-BFGS evaluations per start or Adam steps (default 150)")
     parser.add_argument("--starts", type=int, default=4,
                         help="optimisations run side by side; the best is kept (default 4)")
+    parser.add_argument("--screen", type=int, default=64, metavar="N",
+                        help="quasi-random points evaluated forward-only to choose the starts "
+                             "(default 64; 0 starts from the neutral point and a Latin "
+                             "hypercube)")
     parser.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                         help="L-BFGS-B (default; converges in tens of evaluations) or Adam")
     parser.add_argument("--lr", type=float, default=0.1,
@@ -56,13 +68,39 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
+def resolve_pipeline_name(name: str) -> str:
+    """Check a ``--pipeline`` value and return the registered name.
+
+    ``MODULE:NAME`` imports ``MODULE`` first (it is expected to register ``NAME``).
+
+    Raises:
+      ValueError: an unknown name (listing the registered ones) or a module that
+        cannot be imported.
+    """
+    import importlib
+
+    from stylejax.pipeline import registry
+
+    if ":" in name:
+        module, name = name.rsplit(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"--pipeline: cannot import module {module!r}: {err}") from err
+    if name not in registry.names():
+        raise ValueError(f"--pipeline: unknown pipeline {name!r}; registered: "
+                         f"{', '.join(registry.names())}")
+    return name
+
+
 def read_inputs(raw_paths, reference_paths, model):
     """Read and validate the files, naming a bad one in the error.
 
     Returns:
       ``(raws, references)``: lists of float32 ``[H, W]`` arrays.
     """
-    from stylejax import io, tune
+    from stylejax import tune
+    from stylejax.data import io
 
     size = tune.min_image_size(model)
     raws = [io.read_image(p) for p in raw_paths]
@@ -72,6 +110,25 @@ def read_inputs(raw_paths, reference_paths, model):
     tune.image_list(refs, "reference", min_size=size, raw=False,
                     labels=[f"reference image {p}" for p in reference_paths])
     return raws, refs
+
+
+def distances(objective, points, batch: int):
+    """Distances of flat parameters ``points [K, P]``, evaluated ``batch`` rows at a
+    time with the objective's value-and-gradient program (the one a fit with
+    ``starts=batch`` compiled, so no new compilation; the last batch is padded).
+
+    Returns:
+      ``[K]`` float64 numpy array.
+    """
+    import numpy as np
+
+    points = np.atleast_2d(np.asarray(points, np.float32))
+    out = []
+    for start in range(0, len(points), batch):
+        block = points[start:start + batch]
+        padded = np.concatenate([block, np.repeat(block[-1:], batch - len(block), axis=0)])
+        out.append(np.asarray(objective.values_and_grads(padded)[0], np.float64)[:len(block)])
+    return np.concatenate(out)
 
 
 def save_figures(result, objective, references, out_dir, *, truth=None, before=None):
@@ -98,7 +155,7 @@ def save_figures(result, objective, references, out_dir, *, truth=None, before=N
     start = objective.images(before)[0][0]
     after = objective.images(result.params)[0][0]
     refs = list(references)[:3]
-    d_before = objective(np.stack([pipe.flatten(before)]))[0]
+    d_before = distances(objective, pipe.flatten(before), result.starts)[0]
     panels = [(start, f"before ({_fmt(pipe.to_dict(before))})\nStyleX distance {d_before:.4f}"),
               (after, f"after ({_fmt(pipe.to_dict(result.params))})\n"
                       f"StyleX distance {result.distance:.4f}")]
@@ -153,14 +210,16 @@ def _fmt(params: dict) -> str:
 def run(args) -> int:
     from pathlib import Path
 
-    from stylejax import io, tune
+    from stylejax import tune
+    from stylejax.data import io
 
+    pipeline = resolve_pipeline_name(args.pipeline)
     model = tune.resolve_model(args.model)
     raws, refs = read_inputs(args.raw, args.reference, model)
-    objective = tune.Objective(raws, refs, model=model)
+    objective = tune.Objective(raws, refs, model=model, pipeline=pipeline)
     result = tune.fit(None, None, objective=objective, steps=args.steps, starts=args.starts,
                       optimizer=args.optimizer, lr=args.lr, seed=args.seed,
-                      progress=not args.quiet)
+                      screen=args.screen, progress=not args.quiet)
     os.makedirs(args.out, exist_ok=True)
     tuned = []
     for path, raw in zip(args.raw, raws):
@@ -174,7 +233,7 @@ def run(args) -> int:
                    outputs={"tuned": tuned, "comparison": comparison, "trajectory": trajectory})
     with open(os.path.join(args.out, "result.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(f"tuned {_fmt(summary['params'])}: StyleX distance {result.initial_distance:.4f} -> "
+    print(f"tuned {result.pipeline.name} {_fmt(summary['params'])}: StyleX distance {result.initial_distance:.4f} -> "
           f"{result.distance:.4f} in {result.steps} steps ({result.seconds:.1f} s); "
           f"wrote {args.out}/", file=sys.stderr)
     if args.json:

@@ -17,8 +17,7 @@ styles' own distance to them.
 
 Example::
 
-    from stylejax import blackbox
-    from stylejax.pipeline import vendor_random
+    from stylejax.pipeline import blackbox, vendor_random
     style = vendor_random.random_style(7)
     print(blackbox.describe(style))
     image = blackbox.apply(raw, style)

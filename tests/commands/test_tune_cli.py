@@ -3,6 +3,7 @@ in place of the shipped StyleX model (the command's plumbing is under test here;
 the optimiser and the model have their own tests)."""
 
 import json
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -97,3 +98,64 @@ def test_bad_reference_file_is_named(files, capsys):
     captured = capsys.readouterr()
     assert "flat.png" in captured.err and "constant" in captured.err
     assert captured.out == ""
+
+
+def test_extended_lap_pipeline_reports_its_band_parameters(files, capsys):
+    out = files / "ext"
+    argv = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "ref8.png"),
+            "--pipeline", "extended-lap", "--steps", "6", "--starts", "2", "--screen", "0",
+            "--out", str(out), "--json", "--quiet"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    # 40 px: floor(log2(40)) - 2 = 3 bands, band0 the finest.
+    names = ["w", "band0", "band1", "band2"]
+    assert summary["pipeline"] == "extended-lap" and summary["parameter_names"] == names
+    assert list(summary["params"]) == names
+    assert all(0.0 <= v <= 10.0 for v in summary["params"].values())
+    assert "band2=" in captured.err
+    assert json.loads((out / "result.json").read_text())["params"] == summary["params"]
+    # The tuned image is the extended pipeline with the reported parameters.
+    p = summary["params"]
+    params = tune.ExtendedLAPParams(w=p["w"], bands=np.array([p["band0"], p["band1"],
+                                                              p["band2"]], np.float32))
+    expected = tune.apply(_raw(0), params, tune.extended_lap(3))
+    np.testing.assert_allclose(io.read_image(out / "tuned_raw.png") / 65535.0, expected,
+                               atol=2e-4)
+
+
+def test_unknown_pipeline_is_refused_with_the_registered_names(files, capsys):
+    argv = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "ref8.png"),
+            "--pipeline", "lapp", "--out", str(files / "o")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'lapp'" in err and "lap, extended-lap" in err
+    assert not (files / "o").exists()
+
+
+def test_user_pipeline_from_a_module(files, capsys, monkeypatch):
+    # MODULE:NAME imports MODULE, which registers NAME (a gamma-and-gain pipeline).
+    from stylejax.pipeline import registry
+    (files / "my_pipelines.py").write_text(
+        "import jax.numpy as jnp\n"
+        "from stylejax.pipeline import registry, tunable\n"
+        "def apply(x, p):\n"
+        "    y = jnp.clip(x, 1e-3, 1.0) ** p['gamma'] * p['gain']\n"
+        "    return 0.5 + 0.5 * jnp.tanh(2.0 * (y - 0.5))\n"
+        "registry.register('test-gamma', tunable.Pipeline(\n"
+        "    'test-gamma', apply, init={'gain': 1.0, 'gamma': 1.0},\n"
+        "    low={'gain': 0.5, 'gamma': 0.3}, high={'gain': 2.0, 'gamma': 3.0}))\n")
+    monkeypatch.syspath_prepend(str(files))
+    monkeypatch.delitem(sys.modules, "my_pipelines", raising=False)
+    try:
+        argv = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "ref8.png"),
+                "--pipeline", "my_pipelines:test-gamma", "--steps", "4", "--starts", "2",
+                "--screen", "0",
+                "--out", str(files / "user"), "--json", "--quiet"]
+        assert cli.main(argv) == 0
+        summary = json.loads(capsys.readouterr().out)
+    finally:
+        registry.unregister("test-gamma")
+    assert summary["pipeline"] == "test-gamma"
+    assert summary["parameter_names"] == ["gain", "gamma"]
+    assert 0.5 <= summary["params"]["gain"] <= 2.0 and 0.3 <= summary["params"]["gamma"] <= 3.0
