@@ -75,6 +75,20 @@ def _lap_batch(x, p):
     return jax.vmap(lambda q: lap.process_normalized(x, lap.LAPParams.from_array(q)))(p)
 
 
+#: LAP parameter points styled per call in the SSIM comparison (the last call is padded,
+#: so one program is compiled per image shape).
+_SSIM_BATCH = 8
+
+
+def _blocks(points: np.ndarray, size: int):
+    """``(block [size, P], rows used)`` covering ``points`` in order, the last block
+    padded by repeating its last row."""
+    for i in range(0, len(points), size):
+        block = points[i:i + size]
+        n = len(block)
+        yield np.concatenate([block, np.repeat(block[-1:], size - n, axis=0)]), n
+
+
 def _mean_ssim(images, target) -> np.ndarray:
     """Mean SSIM of ``images [K, R, H, W]`` against ``target [R, H, W]`` -> ``[K]``."""
     k, r = images.shape[:2]
@@ -109,7 +123,7 @@ def match_style(style: int, raws, reference_raws, *, model, steps: int = 60, sta
     d_neutral, d_grid = float(d_grid[-1]), d_grid[:-1]
     init = grid[np.argsort(d_grid)[:starts]]
     result = fit(None, None, objective=objective, steps=steps, starts=starts, seed=seed,
-                      init=init, screen=0)
+                 init=init, screen=0)
     seconds = time.perf_counter() - t0
 
     raw_stack = jnp.asarray(np.stack(raws))
@@ -117,10 +131,10 @@ def match_style(style: int, raws, reference_raws, *, model, steps: int = 60, sta
     vendor = np.stack([blackbox.apply(r, style) for r in raws])
     tuned = np.array([[result.params.w, result.params.l, result.params.h]], np.float32)
     fine = grid_points(ssim_grid, 0.0, 10.0)
-    s_fine = np.concatenate([_mean_ssim(np.asarray(_lap_batch(x, jnp.asarray(fine[i:i + 8]))),
-                                        vendor) for i in range(0, len(fine), 8)])
-    s_tuned, s_neutral = (_mean_ssim(np.asarray(_lap_batch(x, jnp.asarray(p))), vendor)[0]
-                          for p in (tuned, neutral))
+    points = np.concatenate([fine, tuned, neutral])
+    s_all = np.concatenate([_mean_ssim(np.asarray(_lap_batch(x, jnp.asarray(block))), vendor)
+                            [:n] for block, n in _blocks(points, _SSIM_BATCH)])
+    s_fine, (s_tuned, s_neutral) = s_all[:len(fine)], s_all[len(fine):]
     best = int(np.argmax(s_fine))
     return VendorMatch(style=int(style), held_out=int(style) in blackbox.HELD_OUT,
                        params=result.params, distance=result.distance,

@@ -256,3 +256,17 @@ def test_bad_model_and_settings_are_rejected(tmp_path):
         tune.fit(RAWS, references(), model=MODEL, steps=0)
     with pytest.raises(ValueError, match="Pipeline"):
         tune.fit(RAWS, references(), model=MODEL, pipeline=lap.process_normalized)
+
+
+def test_registered_pipeline_names_resolve(monkeypatch):
+    from stylejax.tune import objective as objective_module
+    # An unknown name fails before the (shipped) model would be loaded.
+    monkeypatch.setattr(objective_module, "resolve_model",
+                        lambda m: pytest.fail("model loaded before the pipeline was checked"))
+    with pytest.raises(ValueError, match="unknown pipeline 'nope'"):
+        tune.fit(RAWS, references(), pipeline="nope", steps=1)
+    monkeypatch.undo()
+    obj = tune.Objective(RAWS, references(), model=MODEL, pipeline="extended-lap")
+    # 48 px: floor(log2(48)) - 2 = 3 bands.
+    assert obj.pipeline is tune.extended_lap(3)
+    assert tune.Objective(RAWS, references(), model=MODEL, pipeline="lap").pipeline is tune.LAP
