@@ -1,327 +1,288 @@
-"""``stylejax nst``: optimisation-based neural style transfer.
+"""``stylejax nst``: style transfer with any method of :data:`stylejax.methods.registry.METHODS`.
 
-Methods plug in through :data:`METHODS`: a :class:`Method` names its variants, may add
-its own options, and turns ``(args, extractor, content, styles)`` into a result with
-``image``, ``steps``, ``seconds``, ``loss_initial`` and ``loss_final``. Extractors are
-built by :func:`build_extractor` and shared by all methods.
+The command is generated from the registry: each method's config dataclass fields become
+flags (type, default and help from :func:`stylejax.methods.base.options`), grouped per
+method; a field several methods share is one flag whose default is each method's own.
+The method-specific flags are added the first time the ``nst`` parser is used, so other
+commands (and ``stylejax --help``) do not import JAX.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-from typing import Callable
+import warnings
 
-EXAMPLE = """example:
+EXAMPLE = """examples:
   stylejax phantoms -n 2 -o phantoms/
   stylejax lap phantoms/cc_00000.tif --w 3 --l 5 --h 7 -o content.png
   stylejax lap phantoms/cc_00001.tif --w 7 --l 4 --h 8 -o style.png
   stylejax nst --method gatys --content content.png --style style.png -o out.png \\
       --weights vgg19.safetensors --steps 300 --json
+  stylejax nst --method mr2nst --content content.png --style ref1.png ref2.png -o out.png \\
+      --weights random --work-size 128 --steps 100 --refiner-steps 50
 
 --weights takes a .safetensors file with torchvision/timm keys (features.{i}.weight),
 a flaxmodels-style .h5 file, 'imagenet' (downloaded once into ~/.cache/stylejax, needs
-internet) or 'random' (untrained VGG, for trying things out). Images are read as
-grayscale in [0, 1]; the output extension picks the format (.png, .tif, .npy, .dcm)."""
+internet) or 'random' (untrained VGG, for trying things out); with --extractor stylex a
+StyleX model directory (default: the shipped model). Images are read as grayscale in
+[0, 1]; the output extension picks the format (.png, .tif, .npy, .dcm). Loss terms are
+normalised (see --no-normalize), so the default weights suit every extractor."""
+
+COMMON = ("method", "content", "style", "output", "extractor", "weights", "quiet", "json")
 
 
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """A style-transfer method offered by ``stylejax nst``.
-
-    Attributes:
-      help: one line for ``--help``.
-      variants: accepted ``--variant`` values (first = default).
-      run: ``run(args, extractor, content [H, W], styles list of [h, w]) -> result`` with
-        attributes ``image``, ``steps``, ``seconds``, ``loss_initial``, ``loss_final``.
-      add_arguments: optional ``add_arguments(parser)`` for method-specific options.
-      default_steps: ``--steps`` when not given.
-      uses_extractor: ``uses_extractor(variant)``; False skips building one (run gets None).
-      extra_json: optional ``extra_json(result) -> dict`` merged into the ``--json`` object.
-    """
-
-    help: str
-    variants: tuple[str, ...]
-    run: Callable
-    add_arguments: Callable | None = None
-    default_steps: int = 300
-    uses_extractor: Callable = lambda variant: True
-    extra_json: Callable | None = None
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
-def _read_labels(path):
-    import numpy as np
-
-    from stylejax import io
-
-    values = io.read_image(path)
-    if np.any(values != np.round(values)):
-        raise ValueError(f"{path}: a label map must hold integer values")
-    return values.astype(np.int64)
+def _strings(text):
+    items = _split(text)
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names (got {text!r})")
+    return tuple(items)
 
 
-def _run_gatys(args, extractor, content, styles):
-    from stylejax.methods import nst
-
-    config = nst.NSTConfig(
-        steps=args.steps, optimizer=args.optimizer, learning_rate=args.lr,
-        content_weight=args.content_weight, style_weight=args.style_weight,
-        content_taps=_taps(args.content_taps), style_taps=_taps(args.style_taps),
-        remat=args.remat)
-    content_labels = _read_labels(args.content_labels) if args.content_labels else None
-    style_labels = _read_labels(args.style_labels) if args.style_labels else None
-    if args.variant in ("augmented", "local") and content_labels is None:
-        raise ValueError(f"--variant {args.variant} needs --content-labels (a label map "
-                         "of the content image, e.g. from 'stylejax phantoms')")
-    return nst.gatys(content, styles if args.variant == "average" else styles[:1],
-                     extractor=extractor, variant=args.variant, config=config,
-                     content_labels=content_labels, style_labels=style_labels,
-                     average=args.average, progress=not args.quiet)
-
-
-def _add_gatys_arguments(parser):
-    from_nst = "thesis Table 4.1, rescaled to [0,1]/ImageNet-normalised inputs"
-    group = parser.add_argument_group("gatys options")
-    group.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam",
-                       help="optimiser (default adam)")
-    group.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (5e-3)")
-    group.add_argument("--content-weight", type=float, default=None,
-                       help=f"alpha of Eq. 2.1 (default 1e5, {from_nst})")
-    group.add_argument("--style-weight", type=float, default=None,
-                       help=f"beta per style layer (default 33.2, {from_nst})")
-    group.add_argument("--content-labels", help="label map of the content image "
-                       "(augmented, local)")
-    group.add_argument("--style-labels", help="label map of the style image (augmented: "
-                       "Eq. 2.5; without it the content masks are used, Eq. 3.1)")
-    group.add_argument("--average", choices=("gram", "features"), default="gram",
-                       help="average variant: mean of Grams or Gram of mean features")
-
-
-METHODS: dict[str, Method] = {
-    "gatys": Method(help="Gatys NST (thesis: basic, augmented, local, average style)",
-                    variants=("basic", "augmented", "local", "average"), run=_run_gatys,
-                    add_arguments=_add_gatys_arguments),
-}
-
-
-def _register_mr2nst():
+def _ints(text):
     try:
-        from stylejax.commands import nst_mr2nst
-    except ModuleNotFoundError as err:
-        if err.name == "stylejax.commands.nst_mr2nst":
-            return  # not part of this build
-        raise
-
-    def scale_weights(result):
-        weights = getattr(result, "scale_weights", None)
-        return {"scale_weights": None if weights is None else
-                [round(float(w), 6) for w in weights]}
-
-    METHODS["mr2nst"] = Method(help=nst_mr2nst.HELP, variants=nst_mr2nst.VARIANTS,
-                               run=nst_mr2nst.run_method,
-                               add_arguments=nst_mr2nst.add_mr2nst_arguments,
-                               default_steps=400, uses_extractor=lambda v: v != "ehm",
-                               extra_json=scale_weights)
+        items = tuple(int(v) for v in _split(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (got {text!r})"
+                                         ) from None
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (got {text!r})")
+    return items
 
 
-_register_mr2nst()
-
-
-def _taps(text):
-    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
-
-
-def build_extractor(name: str, weights: str | None, *, seed: int = 0):
-    """Feature extractor by name: ``vgg19``, ``vgg16`` or ``stylex``.
-
-    Args:
-      name: extractor name.
-      weights: VGG: path, ``"imagenet"`` or ``"random"``; StyleX: a model directory or
-        None for the shipped model.
-      seed: initialisation seed of random weights.
-    Returns:
-      callable ``(images, taps=...) -> {tap: [N, h, w, C]}``.
-    """
-    import warnings
-
-    from stylejax.cli import StylejaxError
-
-    if name in ("vgg19", "vgg16"):
-        from stylejax.models import vgg
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            net = getattr(vgg, name)(weights or "imagenet", seed=seed)
-        for w in caught:
-            print(f"warning: {w.message}", file=sys.stderr)
-        return net
-    if name == "stylex":
-        import importlib
-
+def _pairs(text):
+    out = []
+    for item in _split(text):
+        name, sep, value = item.partition("=")
         try:
-            stylex = importlib.import_module("stylejax.stylex")
-        except ModuleNotFoundError as err:
-            if err.name in ("stylejax.stylex", "stylejax.metrics.stylex"):
-                raise StylejaxError("StyleX encoder not available yet in this build of "
-                                    "stylejax; use --extractor vgg19 or vgg16") from None
-            raise
-        model = stylex.load(weights) if weights not in (None, "imagenet") else \
-            stylex.load_pretrained()
-        return _stylex_features(model)
-    raise ValueError(f"unknown extractor {name!r}; choose vgg19, vgg16 or stylex")
+            out.append((name.strip(), float(value)))
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER,... (got {text!r})")
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER,... (got {text!r})")
+    return tuple(out)
 
 
-def _stylex_features(model):
-    """Feature maps of the StyleX ResNet-18 encoder: taps ``stem``, ``pool``, ``stage1..4``.
-
-    Built from the model's pytree parts (state, graph definition); the default style
-    layers are stem..stage3 and the content layer stage3 (1/16 resolution, as VGG's
-    relu5_2). Inputs are grayscale only, sides a multiple of 32 for the augmented
-    variant (mask halving floors, strided convolutions round up).
-    """
-    from flax import nnx
-
-    from stylejax.cli import StylejaxError
-
-    try:
-        children, aux = model.tree_flatten()
-        backbone = nnx.merge(aux[0], children[0]).backbone
-        blocks = list(backbone.blocks)
-    except (AttributeError, TypeError, IndexError) as err:
-        raise StylejaxError(f"this StyleX model exposes no ResNet feature maps ({err})") from None
-    return _stylex_taps_class()(backbone, len(blocks))
+_PARSERS = {int: (int, "N"), float: (float, "X"), str: (str, None),
+            tuple[str, ...]: (_strings, "A,B,..."), tuple[int, ...]: (_ints, "I,J,..."),
+            tuple[tuple[str, float], ...]: (_pairs, "NAME=X,...")}
 
 
-def _stylex_taps_class():
-    import jax.numpy as jnp
-    import numpy as np
-    from flax import nnx
+def _format_default(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v[0]}={v[1]}" if isinstance(v, tuple) else str(v) for v in value)
+    return str(value)
 
-    from stylejax.models import resnet
 
-    class StyleXFeatures(nnx.Module):
-        style_taps = ("stem", "stage1", "stage2", "stage3")
-        content_taps = ("stage3",)
+def _flag_kwargs(spec, help_text: str, choices) -> dict:
+    """argparse keyword arguments for one :class:`stylejax.methods.base.OptionSpec`."""
+    base = spec.base_type
+    if base is bool:
+        return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
+    if base not in _PARSERS:
+        raise TypeError(f"config field {spec.name!r} has type {spec.type}, which the nst "
+                        "command cannot parse; use int, float, str, bool, tuple[str, ...], "
+                        "tuple[int, ...] or tuple[tuple[str, float], ...] (optionally | None)")
+    convert, metavar = _PARSERS[base]
+    kwargs = {"type": convert, "default": None, "help": help_text}
+    if choices:
+        kwargs["choices"] = choices
+    elif metavar:
+        kwargs["metavar"] = metavar
+    return kwargs
 
-        def __init__(self, backbone, n_blocks: int):
-            self.backbone = backbone
-            per_stage = n_blocks // 4
-            self.stage_ends = tuple((i + 1) * per_stage - 1 for i in range(4))
-            plan = [("conv", "_stem_conv"), ("pool", "_stem_stride"), ("relu", "stem"),
-                    ("conv", "_maxpool_window"), ("pool", "pool")]
-            for i in range(n_blocks):
-                if i > 0 and i % per_stage == 0:
-                    plan.append(("pool", f"_block{i}_stride"))
-                plan += [("conv", f"_block{i}_a"), ("conv", f"_block{i}_b")]
-                if i in self.stage_ends:
-                    plan.append(("relu", f"stage{self.stage_ends.index(i) + 1}"))
-            self.plan = tuple(plan)
 
-        def __call__(self, images, taps=("stem", "stage1", "stage2", "stage3"), *, remat=None):
-            if remat:
-                raise ValueError("the StyleX extractor does not support remat")
-            valid = ("stem", "pool", "stage1", "stage2", "stage3", "stage4")
-            bad = [t for t in taps if t not in valid]
-            if bad:
-                raise ValueError(f"unknown StyleX tap(s) {bad}; valid taps: {', '.join(valid)}")
-            x = jnp.asarray(images, jnp.float32)
-            if x.ndim == 4 and x.shape[-1] == 1:
-                x = x[..., 0]
-            if x.ndim != 3:
-                raise ValueError("the StyleX encoder takes grayscale images [N, H, W] (got "
-                                 f"shape {tuple(np.shape(images))})")
-            b = self.backbone
-            x = nnx.relu(b.stem_bn(b.stem_conv((2.0 * x - 1.0)[..., None])))
-            out = {"stem": x}
-            x = resnet.max_pool_3x3_s2(x)
-            out["pool"] = x
-            for i, block in enumerate(b.blocks):
-                x = block(x)
-                if i in self.stage_ends:
-                    out[f"stage{self.stage_ends.index(i) + 1}"] = x
-                if all(t in out for t in taps):
-                    break
-            return {t: out[t].astype(jnp.float32) for t in taps}
+def _shared_specs(methods) -> dict:
+    """``{field: [(method name, OptionSpec), ...]}`` over all methods, checked for
+    consistent flags and types."""
+    from stylejax.methods.base import options
 
-    return StyleXFeatures
+    by_field: dict = {}
+    for name, method in methods.items():
+        for spec in options(method.config_class):
+            if spec.name in COMMON:
+                raise ValueError(f"{name} config field {spec.name!r} clashes with the nst "
+                                 "command's own --" + spec.name + "; rename the field")
+            others = by_field.setdefault(spec.name, [])
+            if others and (others[0][1].flag != spec.flag or others[0][1].type != spec.type):
+                raise ValueError(f"config field {spec.name!r} of {name} and {others[0][0]} "
+                                 "differ in flag or type; shared fields must agree")
+            others.append((name, spec))
+    return by_field
+
+
+def add_method_arguments(parser: argparse.ArgumentParser, methods) -> None:
+    """Add every method's generated flags (and input flags) to ``parser``."""
+    by_field = _shared_specs(methods)
+    shared = parser.add_argument_group(
+        "options of several methods (default: each method's own)")
+    groups = {name: parser.add_argument_group(f"{name} options") for name in methods}
+    for field, entries in by_field.items():
+        spec = entries[0][1]
+        if len(entries) == 1:
+            default = "" if spec.default is None else f" (default {_format_default(spec.default)})"
+            parser_group, choices = groups[entries[0][0]], spec.choices
+            help_text = spec.help + default
+        else:
+            values = [(m, _format_default(s.default)) for m, s in entries
+                      if s.default is not None]
+            defaults = values[0][1] if values and len(values) == len(entries) and \
+                len({v for _, v in values}) == 1 else ", ".join(f"{m} {v}" for m, v in values)
+            choices = spec.choices if all(s.choices == spec.choices for _, s in entries) \
+                else None
+            listed = "" if choices else "; ".join(
+                f"{m}: {', '.join(map(str, s.choices))}" for m, s in entries if s.choices)
+            help_text = spec.help if len({s.help for _, s in entries}) == 1 else \
+                "; ".join(f"{m}: {s.help}" for m, s in entries)
+            help_text += f" [{listed}]" if listed else ""
+            help_text += f" (default: {defaults})" if defaults else ""
+            parser_group = shared
+        parser_group.add_argument(spec.flag, dest=field, **_flag_kwargs(spec, help_text,
+                                                                         choices))
+    for name, method in methods.items():
+        for item in method.inputs:
+            groups[name].add_argument("--" + item.name.replace("_", "-"), dest=item.name,
+                                      default=None, metavar="PATH", help=item.help)
+
+
+class _NSTParser(argparse.ArgumentParser):
+    """The ``nst`` parser: adds the registry's flags the first time it is used."""
+
+    _populated = False
+
+    def _populate(self):
+        if not self._populated:
+            from stylejax.methods.registry import METHODS
+
+            self._populated = True
+            add_method_arguments(self, METHODS)
+            for action in self._actions:
+                if action.dest == "method":
+                    action.choices = tuple(METHODS)
+                    action.help = "style-transfer method: " + "; ".join(
+                        f"{name}: {m.help}" for name, m in METHODS.items()) + \
+                        f" (default {action.default})"
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._populate()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self._populate()
+        return super().format_help()
 
 
 def register(subparsers):
+    from stylejax.methods.extractors import EXTRACTORS  # light: no JAX
+
     parser = subparsers.add_parser(
         "nst", help="neural style transfer (Gatys and variants, mr2NST)",
-        description="Optimise an image to keep the content of --content and take the "
-                    "style of --style, with VGG (or StyleX) features.",
+        description="Make an image with the content of --content and the style of --style "
+                    "(one or several references), with VGG or StyleX features.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", choices=sorted(METHODS), default="gatys",
+    parser.__class__ = _NSTParser  # method flags are generated lazily, see _NSTParser
+    parser.add_argument("--method", default="gatys",
                         help="style-transfer method (default gatys)")
-    variants = "; ".join(f"{name}: {m.variants[0]} (default), {', '.join(m.variants[1:])}"
-                         for name, m in METHODS.items())
-    parser.add_argument("--variant", default=None, help=f"method variant; {variants}")
     parser.add_argument("--content", required=True, help="content image")
     parser.add_argument("--style", required=True, nargs="+", help="style image(s)")
     parser.add_argument("-o", "--output", required=True, help="output image path")
-    parser.add_argument("--extractor", choices=("vgg19", "vgg16", "stylex"), default="vgg19",
-                        help="feature extractor (default vgg19)")
+    parser.add_argument("--extractor", choices=EXTRACTORS, default="vgg19",
+                        help="feature extractor (default vgg19); taps: VGG conv/relu{b}_{l}, "
+                             "pool{b}; StyleX stem, pool, stage1..stage4")
     parser.add_argument("--weights", default=None,
                         help="VGG weights: PATH (.safetensors/.h5), imagenet (default; "
                              "download, cached) or random; StyleX: a model directory")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="iterations (default: gatys 300, mr2nst 400 per patch)")
-    parser.add_argument("--content-taps", help="comma-separated content layers "
-                        "(default: the extractor's, relu5_2 for VGG)")
-    parser.add_argument("--style-taps", help="comma-separated style layers (default "
-                        "relu1_1,relu2_1,relu3_1,relu5_1 for VGG)")
-    parser.add_argument("--remat", action="store_true",
-                        help="recompute VGG blocks in the backward pass (jax.checkpoint); "
-                             "on XLA CPU it did not lower the peak for VGG19 NST, see "
-                             "experiments/benchmarks/nst_memory.py")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    for method in METHODS.values():
-        if method.add_arguments is not None:
-            method.add_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def _read_input(path, kind: str, flag: str):
+    import numpy as np
+
+    from stylejax.data import io
+
+    values = io.read_image(path, normalize=kind == "image")
+    if kind == "labels":
+        if np.any(values != np.round(values)):
+            raise ValueError(f"{flag} {path}: a label map must hold integer values")
+        values = values.astype(np.int64)
+    return values
+
+
+def config_from_args(method, args):
+    """The method's config from parsed arguments; ValueError for flags of other methods."""
+    from stylejax.methods.base import options
+    from stylejax.methods.registry import METHODS
+
+    own = {spec.name for spec in options(method.config_class)}
+    own |= {item.name for item in method.inputs}
+    for other in METHODS.values():
+        for spec in options(other.config_class):
+            if spec.name not in own and getattr(args, spec.name, None) is not None:
+                raise ValueError(f"{spec.flag} is an option of --method {other.name}, not "
+                                 f"{method.name}")
+        for item in other.inputs:
+            if item.name not in own and getattr(args, item.name, None) is not None:
+                raise ValueError(f"--{item.name.replace('_', '-')} is an input of --method "
+                                 f"{other.name}, not {method.name}")
+    values = {spec.name: getattr(args, spec.name) for spec in options(method.config_class)
+              if getattr(args, spec.name, None) is not None}
+    return method.config_class(**values)
+
+
+def _summary(method, config, result, args, path, used_extractor: bool) -> dict:
+    from stylejax.methods.base import json_value
+
+    summary = {"method": method.name, "variant": getattr(config, "variant", None),
+               "steps": int(result.steps), "seconds": round(float(result.seconds), 3),
+               "loss_initial": float(result.loss_initial),
+               "loss_final": float(result.loss_final), "output": str(path),
+               "extractor": args.extractor if used_extractor else None}
+    for key in method.json_extra:
+        summary[key] = json_value(result.extra.get(key))
+    return summary
 
 
 def run(args) -> int:
     import numpy as np
 
-    from stylejax import io
-    from stylejax.methods import nst
+    from stylejax.data import io
+    from stylejax.methods.extractors import build_extractor
+    from stylejax.methods.registry import get_method
 
-    method = METHODS[args.method]
-    args.variant = args.variant or method.variants[0]
-    if args.variant not in method.variants:
-        raise ValueError(f"--method {args.method} has no variant {args.variant!r}; choose "
-                         f"one of {', '.join(method.variants)}")
-    if args.steps is None:
-        args.steps = method.default_steps
-    if args.steps < 0:
-        raise ValueError(f"--steps must be >= 0 (got {args.steps})")
-    for attr, default in (("content_weight", nst.THESIS_CONTENT_WEIGHT),
-                          ("style_weight", nst.THESIS_STYLE_WEIGHT)):
-        if getattr(args, attr, None) is None:
-            setattr(args, attr, default)
+    method = get_method(args.method)
+    config = config_from_args(method, args)
+    inputs = {item.name: _read_input(getattr(args, item.name), item.kind,
+                                     "--" + item.name.replace("_", "-"))
+              for item in method.inputs if getattr(args, item.name, None) is not None}
     content = io.read_image(args.content, normalize=True)
     styles = [io.read_image(path, normalize=True) for path in args.style]
-    uses = method.uses_extractor(args.variant)
-    extractor = build_extractor(args.extractor, args.weights) if uses else None
-    print(f"nst: {args.method}/{args.variant}, content {content.shape[0]}x{content.shape[1]}, "
-          f"{len(styles)} style image(s), {args.extractor if uses else 'no extractor'}, "
-          f"{args.steps} steps", file=sys.stderr)
-    result = method.run(args, extractor, content, styles)
+    uses = method.needs_extractor(config)
+    extractor = None
+    if uses:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            extractor = build_extractor(args.extractor, args.weights)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+    variant = getattr(config, "variant", None)
+    print(f"nst: {method.name}{'/' + variant if variant else ''}, content "
+          f"{content.shape[0]}x{content.shape[1]}, {len(styles)} style image(s), "
+          f"{args.extractor if uses else 'no extractor'}", file=sys.stderr)
+    result = method.run(content, styles, extractor=extractor, config=config,
+                        progress=not args.quiet, **inputs)
     path = io.write_image(args.output, np.asarray(result.image))
     print(f"wrote {path}: loss {result.loss_initial:.4g} -> {result.loss_final:.4g} in "
           f"{result.seconds:.1f} s", file=sys.stderr)
     if args.json:
-        summary = {"method": args.method, "variant": args.variant,
-                   "steps": int(result.steps), "seconds": round(float(result.seconds), 3),
-                   "loss_initial": float(result.loss_initial),
-                   "loss_final": float(result.loss_final), "output": str(path),
-                   "extractor": args.extractor if uses else None}
-        if method.extra_json is not None:
-            summary.update(method.extra_json(result))
-        print(json.dumps(summary))
+        print(json.dumps(_summary(method, config, result, args, path, uses)))
     return 0
+

@@ -27,9 +27,12 @@ Choices the paper leaves open (documented here, not in it):
   whose loss is the *sum* of the per-patch losses. Adam's update is per coordinate, so
   this equals optimising every patch on its own, with one compilation instead of three.
   ``patch_batch`` bounds the batch when memory is short.
-* Loss normalisations are the thesis' (``stylejax.losses.style``); the paper's 1/(4N^2)
-  in Eq. 3 and missing 1/2 in Eq. 2 are constant factors absorbed into the weights, so
-  ``content_weight``/``style_weight`` mean the same as for ``stylejax.methods.nst``.
+* The loss is the mean over patches of each patch's Gatys loss. Its terms are the thesis'
+  (``stylejax.losses.style``; the paper's 1/(4N^2) in Eq. 3 and missing 1/2 in Eq. 2 are
+  constant factors absorbed into the weights), normalised per patch as in
+  :mod:`stylejax.methods.engine` (each style layer by its value at the patch's start,
+  each content layer by its target's energy), so ``content_weight``/``style_weight``
+  mean the same as for :mod:`stylejax.methods.gatys`.
 * The generator minimises the non-saturating ``-log D(R(S))`` instead of
   ``log(1 - D(R(S)))`` (Goodfellow et al. 2014: same fixed point, usable early gradients).
 """
@@ -51,7 +54,8 @@ from flax import nnx
 
 from stylejax._checks import check_image
 from stylejax.losses import style as style_losses
-from stylejax.methods import nst
+from stylejax.methods import engine
+from stylejax.methods.base import TransferResult, check_choice, option
 from stylejax.models.refiner import Refiner
 from stylejax.models.resnet import TOTAL_STRIDE, ResNet18
 
@@ -201,7 +205,7 @@ def _resize(images, shape: tuple[int, int]) -> jax.Array:
 # ------------------------------------------------------------------- style target
 
 
-def reference_grams(extraction: nst.Extraction, state, references: Sequence[np.ndarray],
+def reference_grams(extraction: engine.Extraction, state, references: Sequence[np.ndarray],
                     factor: tuple[float, float], taps: tuple[str, ...]) -> dict:
     """Gram matrices of the references resized by ``factor``: ``{tap: [n, C, C]}``.
 
@@ -244,27 +248,36 @@ def _targets(grams: dict, histogram: bool) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class PatchLoss:
-    """Pure, hashable batch loss: sum over patches of Eq. 2 content + Eq. 4 style terms.
+    """Pure, hashable batch loss: Eq. 2 content + Eq. 4 style terms, weighted per patch.
 
     ``aux``: ``state`` (extractor), ``content`` ({tap: [B, h, w, C]}), ``style``
     ({tap: [L, C, C]}, one target per scale), ``level`` (``[B]`` int, each patch's
-    scale), ``content_weight``, ``style_weights``.
+    scale), ``content_weights`` and ``style_weights`` ({tap: [B]} or scalars, from
+    :func:`stylejax.methods.engine.loss_weights`).
     """
 
-    extraction: nst.Extraction
+    extraction: engine.Extraction
     content_taps: tuple[str, ...]
     style_taps: tuple[str, ...]
 
-    def __call__(self, patches, aux):
+    def terms(self, patches, aux) -> tuple[dict, dict]:
+        """Raw per-patch terms ``({tap: [B]}, {tap: [B]})`` (Eq. 2.2 and Eq. 2.4 each)."""
         taps = tuple(dict.fromkeys(self.style_taps + self.content_taps))
         feats = self.extraction(aux["state"], patches, taps)
-        count = patches.shape[0]  # content_loss averages over patches; we want the sum
-        content = sum(count * style_losses.content_loss(feats[t], aux["content"][t])
-                      for t in self.content_taps)
-        targets = {t: aux["style"][t][aux["level"]] for t in self.style_taps}
-        style = style_losses.style_loss({t: feats[t] for t in self.style_taps}, targets,
-                                        aux["style_weights"])
-        return aux["content_weight"] * content + style
+        return ({t: engine.content_energy(feats[t] - aux["content"][t])
+                 for t in self.content_taps},
+                {t: patch_style_terms(feats[t], aux["style"][t][aux["level"]])
+                 for t in self.style_taps})
+
+    def __call__(self, patches, aux):
+        content, style = self.terms(patches, aux)
+        return (sum(jnp.sum(aux["content_weights"][t] * v) for t, v in content.items())
+                + sum(jnp.sum(aux["style_weights"][t] * v) for t, v in style.items()))
+
+
+def patch_style_terms(features, targets) -> jax.Array:
+    """Eq. 2.4 per patch: ``[B, h, w, C]`` features, ``[B, C, C]`` targets -> ``[B]``."""
+    return engine.gram_energy(style_losses.gram(features) - targets)
 
 
 # ------------------------------------------------------------------ refiner GAN
@@ -402,52 +415,51 @@ def train_refiner(refiner: Refiner, discriminator: nnx.Module, scales, reference
 
 
 @dataclasses.dataclass(frozen=True)
-class Mr2NSTConfig:
+class Mr2NSTConfig(engine.OptimizationConfig):
     """mr2NST settings (paper values where it gives them).
 
+    The optimisation fields are :class:`stylejax.methods.engine.OptimizationConfig`'s
+    (paper: Adam, 400 iterations per patch). With ``"lbfgs"`` a batch of patches shares
+    one line search, so it is not the same as optimising each patch alone (with Adam it
+    is).
+
     Attributes:
+      variant: ``"full"`` (NST + refiner GAN), ``"no-refiner"`` (mean of the scales) or
+        ``"ehm"`` (exact histogram matching to the pooled references, no extractor).
       work_size: longer side of the working images (paper 512).
       levels: scales; level ``k`` has ``2^k x 2^k`` patches (paper 0, 1, 2).
       overlap: patch enlargement as a fraction of ``side / 2^k``.
-      steps / optimizer / learning_rate / driver / remat: the NST optimisation (paper:
-        Adam, 400 iterations), see :class:`stylejax.methods.nst.NSTConfig`. With
-        ``"lbfgs"`` a batch of patches shares one line search, so it is not the same as
-        optimising each patch alone (with Adam it is).
-      content_weight / style_weight: as in :mod:`stylejax.methods.nst`.
-      content_taps / style_taps: default: the extractor's.
       histogram: histogram specification H of the max-Gram (Eq. 4); False = plain max.
       patch_batch: most patches optimised at once (None: all in one batch).
       refiner_steps, refiner_hidden, refiner_lr, disc_lr, disc_width, gan_crop, gan_batch:
         the refiner GAN (``gan_crop`` None: the working size, at least 32 and at most
-        the smallest image side;
-        ``disc_width`` 64 is the real ResNet-18).
+        the smallest image side; ``disc_width`` 64 is the real ResNet-18).
       seed: initialisation and crop sampling.
     """
 
-    work_size: int = 512
-    levels: tuple[int, ...] = LEVELS
-    overlap: float = 0.125
-    steps: int = 400
-    optimizer: str = "adam"
-    learning_rate: float = 5e-3
-    driver: str = "auto"
-    remat: bool = False
-    content_weight: float = nst.THESIS_CONTENT_WEIGHT
-    style_weight: float = nst.THESIS_STYLE_WEIGHT
-    content_taps: tuple[str, ...] | None = None
-    style_taps: tuple[str, ...] | None = None
-    histogram: bool = True
-    patch_batch: int | None = None
-    refiner_steps: int = 200
-    refiner_hidden: int = 16
-    refiner_lr: float = 1e-3
-    disc_lr: float = 2e-4
-    disc_width: int = 64
-    gan_crop: int | None = None
-    gan_batch: int = 4
-    seed: int = 0
+    steps: int = option(400, "NST iterations per patch (paper 400)")
+    variant: str = option("full", "full: NST + refiner GAN, no-refiner: mean of the scales, "
+                          "ehm: exact histogram matching baseline", choices=VARIANTS)
+    work_size: int = option(512, "longer side of the working patches (paper 512)")
+    levels: tuple[int, ...] = option(LEVELS, "scales, comma-separated: level k cuts 2^k x 2^k "
+                                     "patches (paper 0,1,2)")
+    overlap: float = option(0.125, "patch enlargement for overlap blending")
+    histogram: bool = option(True, "histogram specification of the max-Gram (Eq. 4); "
+                             "--no-histogram: plain max of the reference Grams")
+    patch_batch: int | None = option(None, "most patches optimised at once (default: all)")
+    refiner_steps: int = option(200, "refiner GAN iterations (0 = untrained refiner)")
+    refiner_hidden: int = option(16, "hidden channels of the 1x1-conv refiner")
+    refiner_lr: float = option(1e-3, "refiner (generator) Adam step size")
+    disc_lr: float = option(2e-4, "discriminator Adam step size")
+    disc_width: int = option(64, "ResNet-18 discriminator width (64 = ResNet-18)")
+    gan_crop: int | None = option(None, "GAN crop side (default: the work size, >= 32, "
+                                  "<= smallest image)")
+    gan_batch: int = option(4, "GAN crops per step")
+    seed: int = option(0, "random seed (refiner, discriminator, crops)")
 
     def __post_init__(self):
+        super().__post_init__()
+        check_choice(self.variant, "variant", VARIANTS)
         if not self.levels or len(set(self.levels)) != len(self.levels) or \
                 min(self.levels) < 0:
             raise ValueError(f"levels must be distinct non-negative ints (got {self.levels})")
@@ -459,45 +471,13 @@ class Mr2NSTConfig:
             raise ValueError("refiner_steps must be >= 0, gan_batch and refiner_hidden >= 1")
         if self.patch_batch is not None and self.patch_batch < 1:
             raise ValueError(f"patch_batch must be None or >= 1 (got {self.patch_batch})")
-        nst.NSTConfig(steps=self.steps, optimizer=self.optimizer,
-                      learning_rate=self.learning_rate, driver=self.driver)  # validates
-
-
-@dataclasses.dataclass
-class Mr2NSTResult:
-    """Outcome of :func:`mr2nst`.
-
-    Attributes:
-      image: ``[H, W]`` float32 in [0, 1].
-      scales: ``[K, H, W]`` per-scale transfers ``S_k`` (None for ``ehm``).
-      history: NST loss (sum over all patches) before each step and of the result
-        (``steps + 1``); for ``ehm`` the 1-D Wasserstein distance to the pooled
-        references before and after.
-      gan_history: ``[refiner_steps, 2]`` discriminator and generator losses.
-      scale_weights: the refiner's ``w_k`` after training (None for ``ehm``).
-      seconds, first_step_seconds, loss_initial, loss_final, variant, steps, levels.
-      gan_seconds: the part of ``seconds`` spent training the refiner.
-    """
-
-    image: np.ndarray
-    scales: np.ndarray | None
-    history: np.ndarray
-    gan_history: np.ndarray
-    scale_weights: np.ndarray | None
-    seconds: float
-    first_step_seconds: float
-    loss_initial: float
-    loss_final: float
-    variant: str
-    steps: int
-    levels: tuple[int, ...]
-    gan_seconds: float = 0.0
+        if self.gan_crop is not None and self.gan_crop < TOTAL_STRIDE:
+            raise ValueError(f"gan_crop must be None or >= {TOTAL_STRIDE} (got {self.gan_crop})")
 
 
 def _build(cls, *args, seed: int, **kwargs):
-    """Construct an NNX module with ``rbg`` keys: XLA's CPU backend compiles the default
-    threefry generator slowly for every parameter shape (measured 17 s of CPU for a
-    ResNet-18 initialisation, 4 s with ``rbg``)."""
+    """Construct an NNX module with ``rbg`` keys (XLA's CPU backend compiles the default
+    threefry generator slowly for every parameter shape)."""
     return cls(*args, **kwargs, rngs=nnx.Rngs(params=jax.random.key(seed, impl="rbg")))
 
 
@@ -527,29 +507,53 @@ def _as_references(references) -> list[np.ndarray]:
     return [_as_gray(r, f"references[{i}]") for i, r in enumerate(items)]
 
 
+def _patch_aux(config, loss_fn: PatchLoss, extraction, state, chunk, targets, level,
+               total: int) -> dict:
+    """The step's ``aux`` for a batch of patches, with per-patch normalised weights
+    (each patch's loss is divided by ``total``, so the chunks' losses sum to the mean)."""
+    taps = tuple(dict.fromkeys(loss_fn.content_taps + loss_fn.style_taps))
+    feats = engine.extract_features(extraction, state, chunk, taps)
+    patch_targets = {t: targets[t][level] for t in loss_fn.style_taps}
+    alphas, betas = engine.loss_weights(
+        config, loss_fn.content_taps, loss_fn.style_taps,
+        content_energies={t: engine.content_energy(feats[t]) for t in loss_fn.content_taps},
+        style_initial={t: patch_style_terms(feats[t], patch_targets[t])
+                       for t in loss_fn.style_taps},
+        style_energies={t: engine.gram_energy(patch_targets[t]) for t in loss_fn.style_taps})
+    count = jnp.ones((chunk.shape[0],), jnp.float32) / total
+    return {"state": state, "content": {t: feats[t] for t in loss_fn.content_taps},
+            "style": targets, "level": level,
+            "content_weights": {t: count * a for t, a in alphas.items()},
+            "style_weights": {t: count * b for t, b in betas.items()}}
+
+
 def mr2nst(content, references, *, extractor, config: Mr2NSTConfig = Mr2NSTConfig(),
-           variant: str = "full", refiner: Refiner | None = None,
-           discriminator: nnx.Module | None = None, progress: bool = False) -> Mr2NSTResult:
+           refiner: Refiner | None = None, discriminator: nnx.Module | None = None,
+           progress: bool = False) -> TransferResult:
     """Multi-resolution, multi-reference NST with a GAN-trained refiner.
 
     Args:
       content: ``[H, W]`` grayscale in [0, 1].
       references: ``n >= 1`` grayscale style references (list or ``[n, h, w]``), in [0, 1],
         at the content's pixel spacing.
-      extractor: ``(images [N, h, w], taps=...) -> {tap: [N, h', w', C]}`` with
-        ``style_taps``/``content_taps`` attributes unless the config names the taps.
-      config: :class:`Mr2NSTConfig`.
-      variant: ``"full"`` (NST + refiner GAN), ``"no-refiner"`` (mean of the scales) or
-        ``"ehm"`` (exact histogram matching to the pooled references; no extractor use).
+      extractor: a :class:`stylejax.models.features.FeatureExtractor` (or a callable
+        ``(images [N, h, w], taps=...) -> {tap: [N, h', w', C]}`` when the config names
+        the taps); unused (may be None) for ``variant="ehm"``.
+      config: :class:`Mr2NSTConfig` (variant included).
       refiner: a (pre-trained) :class:`Refiner`; trained further for
         ``config.refiner_steps`` (0: used as is).
       discriminator: GAN discriminator (default: ResNet-18, ``config.disc_width``).
       progress: tqdm bars on stderr.
     Returns:
-      :class:`Mr2NSTResult`.
+      :class:`stylejax.methods.base.TransferResult`. ``history``: the NST loss (mean over
+      patches) before each step and of the result (``steps + 1``); for ``ehm`` the 1-D
+      Wasserstein distance to the pooled references before and after. ``extra``:
+      ``variant``, ``levels``, ``scales`` (``[K, H, W]`` per-scale transfers ``S_k``, None
+      for ``ehm``), ``scale_weights`` (the refiner's ``w_k``, None for ``ehm``),
+      ``gan_history`` (``[refiner_steps, 2]`` discriminator and generator losses),
+      ``gan_seconds`` (the part of ``seconds`` spent on the GAN), ``first_step_seconds``.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown mr2nst variant {variant!r}; choose one of {VARIANTS}")
+    variant = config.variant
     content = _as_gray(content, "content")
     refs = _as_references(references)
     start = time.perf_counter()
@@ -558,15 +562,16 @@ def mr2nst(content, references, *, extractor, config: Mr2NSTConfig = Mr2NSTConfi
         image = np.asarray(exact_histogram_matching(content, pooled))
         history = np.array([wasserstein1(content, pooled), wasserstein1(image, pooled)])
         seconds = time.perf_counter() - start
-        return Mr2NSTResult(image, None, history, np.zeros((0, 2)), None, seconds, seconds,
-                            float(history[0]), float(history[-1]), variant, 0, ())
+        extra = {"variant": variant, "levels": (), "scales": None, "scale_weights": None,
+                 "gan_history": np.zeros((0, 2)), "gan_seconds": 0.0,
+                 "first_step_seconds": seconds}
+        return TransferResult(image, 0, seconds, float(history[0]), float(history[-1]),
+                              history, extra)
 
-    content_taps = tuple(config.content_taps or getattr(extractor, "content_taps", ()))
-    style_taps = tuple(config.style_taps or getattr(extractor, "style_taps", ()))
-    if not content_taps or not style_taps:
-        raise ValueError("the extractor has no default layers: set Mr2NSTConfig.content_taps "
-                         "and Mr2NSTConfig.style_taps")
-    extraction, state = nst.Extraction.of(extractor, remat=config.remat)
+    if extractor is None:
+        raise ValueError(f"mr2nst variant {variant!r} needs a feature extractor")
+    content_taps, style_taps = config.taps(extractor)
+    extraction, state = engine.Extraction.of(extractor)
     shape = content.shape
     work = work_shape(shape, config.work_size)
     patches, boxes_by_level, level_of, targets = [], {}, [], {t: [] for t in style_taps}
@@ -585,22 +590,15 @@ def mr2nst(content, references, *, extractor, config: Mr2NSTConfig = Mr2NSTConfi
     level_of = np.asarray(level_of, np.int32)
 
     loss_fn = PatchLoss(extraction, content_taps, style_taps)
-    nst_config = nst.NSTConfig(steps=config.steps, optimizer=config.optimizer,
-                               learning_rate=config.learning_rate, driver=config.driver,
-                               remat=config.remat)
-    style_weights = {t: jnp.float32(config.style_weight) for t in style_taps}
     total = patches.shape[0]
     size = total if config.patch_batch is None else min(config.patch_batch, total)
     outputs, history, first = [], None, None
     for lo in range(0, total, size):
         chunk = jnp.asarray(patches[lo:lo + size])
-        aux = {"state": state,
-               "content": nst.extract_features(extraction, state, chunk, content_taps),
-               "style": targets, "level": jnp.asarray(level_of[lo:lo + size]),
-               "content_weight": jnp.float32(config.content_weight),
-               "style_weights": style_weights}
-        out, hist, _, first_chunk = nst.optimize(
-            loss_fn, chunk, aux, nst_config, progress=progress,
+        aux = _patch_aux(config, loss_fn, extraction, state, chunk, targets,
+                         jnp.asarray(level_of[lo:lo + size]), total)
+        out, hist, _, first_chunk = engine.optimize(
+            loss_fn, chunk, aux, config, progress=progress,
             desc=f"mr2nst patches {lo + 1}-{lo + chunk.shape[0]}/{total}")
         first = first if first is not None else first_chunk
         outputs.append(out)
@@ -641,6 +639,29 @@ def mr2nst(content, references, *, extractor, config: Mr2NSTConfig = Mr2NSTConfi
         raise FloatingPointError("mr2NST produced non-finite pixels (GAN diverged?); "
                                  "lower refiner_lr/disc_lr or refiner_steps")
     seconds = time.perf_counter() - start
-    return Mr2NSTResult(image, np.moveaxis(scales, -1, 0), history, gan_history, weights,
-                        seconds, first, float(history[0]), float(history[-1]), variant,
-                        config.steps, tuple(config.levels), gan_seconds)
+    extra = {"variant": variant, "levels": tuple(config.levels),
+             "scales": np.moveaxis(scales, -1, 0), "scale_weights": weights,
+             "gan_history": gan_history, "gan_seconds": gan_seconds,
+             "first_step_seconds": first}
+    return TransferResult(image, config.steps, seconds, float(history[0]),
+                          float(history[-1]), history, extra)
+
+
+class Mr2NST:
+    """mr2NST as a :class:`stylejax.methods.base.Method` (see :func:`mr2nst`)."""
+
+    name = "mr2nst"
+    help = ("mr2NST (mammography paper): n references (max-Gram + histogram specification), "
+            "3 scales of overlapping patches, GAN-trained 1x1-conv refiner; variant ehm = "
+            "exact histogram matching baseline")
+    config_class = Mr2NSTConfig
+    inputs = ()
+    json_extra = ("variant", "scale_weights")
+
+    def needs_extractor(self, config: Mr2NSTConfig) -> bool:
+        return config.variant != "ehm"
+
+    def run(self, content, styles, *, extractor, config: Mr2NSTConfig,
+            progress: bool = False) -> TransferResult:
+        """:func:`mr2nst` of ``content`` toward the references ``styles``."""
+        return mr2nst(content, styles, extractor=extractor, config=config, progress=progress)
