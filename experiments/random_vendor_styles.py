@@ -2,7 +2,7 @@
 
 The shipped StyleX model separates the 28 vendor training styles well but not the 4
 held-out ones (silhouette 0.08 against a 0.4 target). Its style projection (an LDA,
-:mod:`stylejax.metrics.style_projection`) is fitted on 216 LAP styles and those 28
+:mod:`stylejax.train.projection`) is fitted on 216 LAP styles and those 28
 vendor styles. :mod:`stylejax.pipeline.vendor_random` draws new vendor styles from
 the same operators; this fits the projection with ``0 / 100 / --random`` of them
 added (each on all 16 fitting phantoms, encoder weights unchanged) and runs the
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
 
     from stylejax import blackbox, stylex
     from stylejax.evaluation import stylex_eval as SE
-    from stylejax.metrics import style_projection as P
+    from stylejax.train import projection as P
     t0 = time.time()
 
     def log(msg):

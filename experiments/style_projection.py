@@ -1,6 +1,6 @@
 """The style projection (LDA on training styles) for StyleX and for both baselines.
 
-:mod:`stylejax.metrics.style_projection` fits a linear map on embeddings of the
+:mod:`stylejax.train.projection` fits a linear map on embeddings of the
 training styles (216 LAP styles on half of 16 training phantoms each, 28 vendor
 training styles on all 16) that keeps the directions separating styles and shrinks
 those that vary with content. The shipped model has one (64 directions, shrinkage
@@ -33,7 +33,7 @@ import numpy as np
 from stylejax import stylex
 from stylejax.evaluation import stylex_eval as SE
 from stylejax.metrics import baselines as B
-from stylejax.metrics import style_projection as P
+from stylejax.train import projection as P
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONTENT_SETS = {"eval (seeds 0-11)": 0, "second set (seeds 50000-50011)": 50_000}

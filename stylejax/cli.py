@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under stylejax.commands, in the order --help lists them.
-COMMANDS = ("demo", "lap", "phantoms", "tune", "train_stylex", "fit_projection",
+COMMANDS = ("demo", "lap", "phantoms", "tune", "train", "fit_projection",
             "evaluate_stylex", "nst")
 
 

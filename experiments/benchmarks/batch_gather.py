@@ -27,8 +27,8 @@ import time
 import jax
 import numpy as np
 
-from stylejax.train import configs
-from stylejax.train.data import PhantomSource, gather_batch
+from stylejax.train import simsiam_configs as configs
+from stylejax.train.simsiam_data import PhantomSource, gather_batch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

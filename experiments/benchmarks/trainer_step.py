@@ -4,7 +4,7 @@ the SimSiam update alone on ready-made views, for one config, in one run.
 
 The difference is the cost of making pairs inside the step. LAP's style-free
 normalisation (``-log`` and a percentile sort) is done once per pool image on the host
-(:func:`stylejax.data.pairs.normalize`); ``--normalize-in-step`` puts it back in every
+(:func:`stylejax.train.pairs.normalize`); ``--normalize-in-step`` puts it back in every
 step to measure what that saves.
 
 Command (2-core CPU, ~2 minutes):
@@ -22,36 +22,36 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
-from stylejax.data import pairs
 from stylejax.models.simsiam import simsiam_loss
 from stylejax.pipeline import lap
-from stylejax.train import configs, trainer
-from stylejax.train.data import PhantomSource
+from stylejax.train import loop, pairs, simsiam
+from stylejax.train import simsiam_configs as configs
+from stylejax.train.simsiam_data import PhantomSource
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def time_trainer_step(cfg, mesh, batch, repeats):
-    graphdef, state = trainer.init_state(cfg, mesh)
-    step = trainer.make_train_step(cfg, graphdef, mesh)
+    state = simsiam.init_state(cfg, mesh)
+    step = loop.jit_step(simsiam.make_train_step(cfg), mesh)
     key = jax.random.key(0)
-    state, metrics = step(state, batch, key)
+    state, metrics = step(state, batch, key, np.int32(0))
     jax.block_until_ready(metrics)
     t0 = time.perf_counter()
-    for _ in range(repeats):
-        state, metrics = step(state, batch, key)
+    for i in range(repeats):
+        state, metrics = step(state, batch, key, np.int32(i + 1))
     jax.block_until_ready(metrics)
     return (time.perf_counter() - t0) / repeats
 
 
 def time_update_only(cfg, mesh, repeats):
-    graphdef, state = trainer.init_state(cfg, mesh)
-    model_graph = nnx.split(nnx.eval_shape(lambda: trainer.build_model(cfg)),
-                            nnx.Param, nnx.BatchStat)[0]
-    tx, _ = trainer.make_optimizer(cfg)
+    state = simsiam.init_state(cfg, mesh)
+    model_graph = simsiam.graphdef(cfg)
+    tx, _ = simsiam.make_optimizer(cfg)
 
     def loss_fn(params, stats, v1, v2):
         model = nnx.merge(model_graph, params, stats, copy=True)
@@ -86,22 +86,22 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(HERE, "results", "trainer_step.json"))
     args = p.parse_args(argv)
     cfg = configs.get(args.config)
-    mesh = trainer.make_mesh(jax.devices()[:1])
+    mesh = loop.make_mesh(jax.devices()[:1])
     source = PhantomSource(cfg, cache_dir=args.cache_dir)
     local = source.local_batch(0)
-    batch = trainer.shard_batch(local, mesh, cfg.batch_size)
+    batch = loop.shard_batch(local, mesh, cfg.batch_size)
     results = {"whole step": time_trainer_step(cfg, mesh, batch, args.repeats)}
     # The same step with LAP's normalisation in every step (only the cost matters
     # here: the normalised images go through normalize_log once more in-step).
     original = pairs.style_lap
     pairs.style_lap = lambda x, s: original(lap.normalize_log(jnp.exp(-x)), s)
-    trainer._cached_train_step.cache_clear()
+    simsiam._cached_train_step.cache_clear()
     try:
         results["whole step, normalisation in every step"] = time_trainer_step(
             cfg, mesh, batch, args.repeats)
     finally:
         pairs.style_lap = original
-        trainer._cached_train_step.cache_clear()
+        simsiam._cached_train_step.cache_clear()
     results["SimSiam update only"] = time_update_only(cfg, mesh, args.repeats)
 
     print(f"config {cfg.name}: batch {cfg.batch_size}, {cfg.image_size} px views of "

@@ -9,6 +9,7 @@ import tempfile
 
 from stylejax import stylex
 from stylejax.evaluation import stylex_eval
+from stylejax.train import simsiam
 
 KEYS = ("spearman_tsne_w", "spearman_tsne_l", "spearman_tsne_h", "spearman_dist_h",
         "retrieval_lapx", "auc_content", "auc_fine", "silhouette_vendor_heldout",
@@ -16,7 +17,7 @@ KEYS = ("spearman_tsne_w", "spearman_tsne_l", "spearman_tsne_h", "spearman_dist_
 
 
 def main(target: str) -> None:
-    model = stylex.load_pretrained() if target == "shipped" else stylex.load(target)
+    model = stylex.load_pretrained() if target == "shipped" else simsiam.load_model(target)
     cfg = stylex_eval.EvalConfig(contents=6, tsne_iters=500, baseline_figures=False)
     with tempfile.TemporaryDirectory() as out:
         report = stylex_eval.evaluate(model, out, cfg, baselines=[], progress=False)

@@ -6,8 +6,8 @@ in where crops are placed: anywhere (``pilot_a``, air included) or on breast tis
 (``pilot_b``, >= 80 % tissue).
 
 Commands (about 9 minutes each on 2 CPU cores, then ~1.5 minutes of evaluation):
-    stylejax train-stylex --config experiments/stylex_pilots/pilot_a.py --workdir /tmp/pilot_a
-    stylejax train-stylex --config experiments/stylex_pilots/pilot_b.py --workdir /tmp/pilot_b
+    stylejax train simsiam --config experiments/stylex_pilots/pilot_a.py --workdir /tmp/pilot_a
+    stylejax train simsiam --config experiments/stylex_pilots/pilot_b.py --workdir /tmp/pilot_b
     python experiments/stylex_pilots/evaluate_pilot.py /tmp/pilot_a
     python experiments/stylex_pilots/evaluate_pilot.py /tmp/pilot_b
     python experiments/stylex_pilots/evaluate_pilot.py shipped
@@ -16,7 +16,7 @@ What they printed (results.txt): crops on tissue took the h sweep's |Spearman|
 (1-D t-SNE) from 0.096 to 0.748 and LAP-x retrieval from 0.562 to 1.000.
 """
 
-from stylejax.train.configs import Config
+from stylejax.train.simsiam_configs import Config
 
 
 def pilot(name: str, min_tissue: float) -> Config:

@@ -52,8 +52,11 @@ def _load_encoder(args):
             raise ValueError("--model only applies to --encoder stylex")
         from stylejax.metrics import baselines
         return baselines.baselines()[args.encoder]
-    from stylejax import stylex
-    return stylex.load(args.model) if args.model else stylex.load_pretrained()
+    if args.model:
+        from stylejax.train import simsiam
+        return simsiam.load_model(args.model)
+    from stylejax.metrics import stylex
+    return stylex.load_pretrained()
 
 
 def _command_line(args) -> str:

@@ -15,9 +15,8 @@ examples:
 The projection (linear discriminant analysis on embeddings of the 216 LAP training
 styles and the vendor training styles, on the model's own training phantoms) keeps
 the directions that separate styles and shrinks those that follow content; see
-stylejax/metrics/style_projection.py. 'train-stylex --export' fits it already;
-this command is for models saved without one. About a minute on 2 CPU cores for
-the shipped model's size.
+stylejax/train/projection.py. 'stylejax train simsiam --export' fits it already;
+this command is for models saved without one.
 """
 
 
@@ -37,15 +36,16 @@ def register(subparsers):
 def run(args) -> int:
     import os
 
-    from stylejax.metrics import style_projection, stylex
+    from stylejax.metrics import stylex
+    from stylejax.train import projection, simsiam
 
-    model = stylex.load(args.model)
+    model = simsiam.load_model(args.model)
     dtype = "float16"
     meta = os.path.join(args.model, stylex.MODEL_FILE)
     if os.path.exists(meta):  # keep a saved model's dtype; a training run exports float16
         with open(meta) as f:
             dtype = json.load(f).get("dtype", dtype)
-    fitted = style_projection.fit(model, progress=not args.no_progress)
+    fitted = projection.fit(model, progress=not args.no_progress)
     fitted.save(args.out, dtype=dtype)
     print(json.dumps(dict(out=args.out, embedding_dim=fitted.embedding_dim,
                           projection=fitted.info["projection"])), file=sys.stderr)

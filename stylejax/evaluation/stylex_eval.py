@@ -169,7 +169,7 @@ def make_contents(cfg: EvalConfig) -> np.ndarray:
 
 
 def _lap_set(name, raws, params, labels, value=None) -> StyleSet:
-    from stylejax import lap
+    from stylejax.pipeline import lap
     params = np.asarray(params, np.float32)
     k, c = params.shape[0], raws.shape[0]
     # One style at a time over all phantoms: a single shape, so LAP compiles once.

@@ -1,14 +1,11 @@
-"""The style projection: Fisher LDA against scipy's generalized eigensolver; fitting a model."""
+"""The style projection's math: Fisher LDA against scipy's generalized eigensolver.
+(Fitting a model's projection on its training styles: tests/train/test_projection.py.)"""
 
-import jax
 import numpy as np
 import pytest
 import scipy.linalg
-from flax import nnx
 
-from stylejax import stylex
 from stylejax.metrics import style_projection as P
-from stylejax.models.simsiam import StyleEncoder
 
 
 def _styled_cloud(seed=0, styles=6, per_style=40, dim=8):
@@ -73,25 +70,3 @@ def test_fit_lda_errors():
         P.fit_lda(z, np.zeros(len(z)))
     with pytest.raises(ValueError, match="shrinkage"):
         P.fit_lda(z, labels, shrinkage=0.0)
-
-
-def test_fit_model_on_its_training_phantoms():
-    encoder = StyleEncoder(width=4, dim=16, rngs=nnx.Rngs(jax.random.key(3, impl="rbg")))
-    model = stylex.StyleX.from_encoder(encoder, embed_size=64, tile_size=32, info=dict(
-        data_seed=2_000_000, raw_size=64, vendor_fraction=0.0))
-    fitted = P.fit(model, dims=8, phantoms=4, progress=False)
-    assert fitted.embedding_dim == 8 and fitted.info["projection"]["dims"] == 8
-    z = np.asarray(fitted.embed(np.random.default_rng(0).random((2, 64, 64), np.float32)))
-    assert z.shape == (2, 8) and np.all(np.isfinite(z))
-    with pytest.raises(ValueError, match="training data"):
-        P.fit(model.replace(info={}), progress=False)
-
-
-def test_the_projection_is_fitted_on_the_models_own_vendor_styles():
-    from stylejax import blackbox
-    assert P.model_vendor_styles({"vendor_fraction": 0.0, "data_seed": 5}) == []
-    styles = P.model_vendor_styles({"vendor_fraction": 0.25, "data_seed": 5})
-    assert styles == [int(s) for s in blackbox.TRAIN_STYLES]
-    styles = P.model_vendor_styles({"vendor_fraction": 0.5, "data_seed": 5,
-                                    "vendor_random_styles": 2})
-    assert styles[28:] == [blackbox.random_style(5), blackbox.random_style(6)]

@@ -4,17 +4,16 @@ A pair is two views that share one style exactly. The data set stores only raw
 detector images (and, optionally, images a non-differentiable vendor style has
 already been applied to on the host). LAP's first step, the robust normalisation
 of ``-log(raw)`` (:func:`stylejax.pipeline.lap.normalize_log`), does not depend on
-the style, so the host does it once per image (:func:`normalize`); on the CPU its
-percentile sort was 60 % of a training step when it ran in every step. Inside the
-jitted training step each pair
+the style, so the host does it once per image (:func:`normalize`) instead of
+sorting for its percentiles in every step. Inside the jitted training step each pair
 
 1. gets one style: LAP parameters drawn from the training grid (even values,
-   :func:`stylejax.lap.lap_grid`), applied to both of its source images
+   :func:`stylejax.pipeline.lap.lap_grid`), applied to both of its source images
    ``a`` and ``b`` -- or, for a pre-styled (vendor) pair, the images as given;
 2. is cut into two views, one from the styled ``a`` and one from the styled ``b``.
    ``a`` and ``b`` are the same raw image for "two crops of one image" pairs
    and two different raw images for non-matching-content pairs (the host
-   sampler decides, see :mod:`stylejax.train.data`).
+   sampler decides, see :mod:`stylejax.train.simsiam_data`).
 
 Only geometric augmentation is used, and never intensity jitter: a random square
 crop whose side is a fraction of the image's shorter side, resampled to
@@ -103,7 +102,7 @@ def style_lap(x, styles):
       styles: ``[B, 3]`` (w, l, h).
     Returns:
       ``[B, H, W]`` in [0, 1]; ``style_lap(normalize(raw), s)`` equals
-      ``stylejax.lap.process(raw, s)``.
+      ``stylejax.pipeline.lap.process(raw, s)``.
     """
     return _lap.process_normalized(x, _lap.LAPParams.from_array(styles))
 

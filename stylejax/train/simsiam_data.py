@@ -6,19 +6,17 @@ are used, the first ``num_vendor_raw`` of them pre-styled with every black-box
 training style (:data:`stylejax.pipeline.blackbox.TRAIN_STYLES`, plus
 ``vendor_random_styles`` random ones; numpy, not differentiable, so it runs once
 on the host). LAP styling, crops and flips
-happen later on the accelerator (:mod:`stylejax.data.pairs`).
+happen later on the accelerator (:mod:`stylejax.train.pairs`).
 
 A batch is fully determined by ``(seed, step)``, so a resumed run sees exactly
 the batches it would have seen, and every process of a multi-host run draws
 the same global batch and keeps only its own rows.
 
 Two ways to a batch of images: :meth:`PhantomSource.local_batch` gathers the rows
-on the host (168 MB per ``default`` batch: 24-29 ms on the 2-core host,
-``experiments/benchmarks/batch_gather.py``, against a ~100 ms H100 step whose host
-also feeds the GPU), while on GPUs and TPUs the trainer copies the pools to the
-accelerators once (:meth:`PhantomSource.pools`) and sends only the rows' indices
-(:meth:`PhantomSource.local_indices`, a few KB); :func:`gather_batch` then builds
-the same batch inside a jitted function.
+on the host (168 MB per ``default`` batch), while on GPUs and TPUs the trainer copies
+the pools to the accelerators once (:meth:`PhantomSource.pools`) and sends only the
+rows' indices (:meth:`PhantomSource.local_indices`, a few KB); :func:`gather_batch`
+then builds the same batch inside a jitted function.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ import os
 
 import numpy as np
 
-from stylejax.train.configs import Config
+from stylejax.train.simsiam_configs import Config
 
 
 def _cache_path(cache_dir, name):
@@ -110,7 +108,7 @@ class PhantomSource:
             name = f"vendor_{tag}_{n}.npy" if r == 0 else f"vendor_{tag}_{n}_random{r}.npy"
             self.vendor = _cached(_cache_path(cache_dir, name),
                                   lambda: make_vendor_pool(raw[:n], self.vendor_styles))
-        from stylejax.data import pairs
+        from stylejax.train import pairs
         # LAP's style-free normalisation, once per image instead of in every step
         # (only the normalised images are kept).
         self.normalized = pairs.normalize(raw)
@@ -160,7 +158,7 @@ class PhantomSource:
 
         Returns:
           dict with ``a``, ``b`` ``[rows, raw_size, raw_size]`` float32
-          (normalised raw images, :func:`stylejax.data.pairs.normalize`, or
+          (normalised raw images, :func:`stylejax.train.pairs.normalize`, or
           vendor-styled images in [0, 1] where ``prestyled``), their tissue
           masks ``tissue_a``, ``tissue_b`` (uint8, same shape) and
           ``prestyled`` ``[rows]`` bool.
@@ -170,9 +168,7 @@ class PhantomSource:
 
         def images(which):
             # Each row copied once into the batch (gathering all rows and then
-            # overwriting the vendor ones copied those twice; whole local_batch
-            # 40 -> 32 ms at 25 % vendor pairs, 66 -> 48 ms at 50 %:
-            # experiments/benchmarks/batch_gather.py).
+            # overwriting the vendor ones copied those twice).
             out = np.empty((n // process_count,) + self.normalized.shape[1:], np.float32)
             for row, (i, vendor, style) in enumerate(zip(idx[which], idx["vendor"],
                                                          idx["style"])):

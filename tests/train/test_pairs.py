@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stylejax import lap
-from stylejax.data import pairs
+from stylejax.train import pairs
 
 RAW = 64
 SIZE = 32

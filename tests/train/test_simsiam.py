@@ -1,7 +1,8 @@
-"""StyleX trainer: smoke run end to end, sharding, kill-and-resume, NaN guard, configs.
+"""The SimSiam (StyleX) task on the generic loop: smoke run end to end, sharding,
+kill-and-resume, NaN guard, configs, data pools.
 
 All runs use the ``smoke`` config on the 8 CPU devices of conftest, so the
-jitted step compiles once for the 8-device mesh (the trainer caches it) and
+jitted step compiles once for the 8-device mesh (the loop caches it) and
 once for the single-device comparison.
 """
 
@@ -15,8 +16,9 @@ import pytest
 
 from stylejax import cli
 from stylejax.metrics import stylex
-from stylejax.train import configs, trainer
-from stylejax.train.data import PhantomSource
+from stylejax.train import loop, simsiam
+from stylejax.train import simsiam_configs as configs
+from stylejax.train.simsiam_data import PhantomSource
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -37,7 +39,7 @@ def smoke_run(tmp_path_factory):
     """The smoke config through the CLI, uninterrupted; exported too."""
     root = tmp_path_factory.mktemp("smoke")
     workdir, export = str(root / "run"), str(root / "export")
-    rc = cli.main(["train-stylex", "--config", "smoke", "--workdir", workdir,
+    rc = cli.main(["train", "simsiam", "--config", "smoke", "--workdir", workdir,
                    "--export", export, "--no-progress"])
     assert rc == 0
     return workdir, export
@@ -58,8 +60,10 @@ def test_smoke_run_end_to_end(smoke_run):
     saved = configs.Config.from_dict(json.load(open(os.path.join(workdir, "config.json"))))
     assert saved == CFG
     # The run and its export load as StyleX models and agree; the export has its
-    # style projection.
-    from_run, from_export = stylex.load(workdir), stylex.load(export)
+    # style projection. stylex.load reads saved models only and names the run loader.
+    from_run, from_export = simsiam.load_model(workdir), stylex.load(export)
+    with pytest.raises(ValueError, match="training run folder.*simsiam.load_model"):
+        stylex.load(workdir)
     assert from_run.projection is None and from_export.embedding_dim == CFG.dim
     assert from_export.info["projection"]["dims"] == CFG.dim
     from_export = from_export.without_projection()
@@ -91,7 +95,7 @@ def test_fit_projection_command(smoke_run, tmp_path, capsys):
 
 
 def test_kill_and_resume_continues_identically(smoke_run, source, tmp_path):
-    reference = trainer.load_run(smoke_run[0])[2]
+    reference = simsiam.load_run(smoke_run[0])[2]
     workdir = str(tmp_path / "run")
 
     def kill_after_4(step, state):
@@ -99,10 +103,10 @@ def test_kill_and_resume_continues_identically(smoke_run, source, tmp_path):
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        trainer.train(CFG, workdir, source=source, callback=kill_after_4, progress=False)
+        simsiam.train(CFG, workdir, source=source, callback=kill_after_4, progress=False)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3"]
     seen = []
-    result = trainer.train(CFG, workdir, source=source, progress=False,
+    result = simsiam.train(CFG, workdir, source=source, progress=False,
                            callback=lambda step, state: seen.append(step))
     assert seen == [4, 5, 6]  # resumed after the step-3 checkpoint
     assert result.step == CFG.steps
@@ -127,10 +131,10 @@ class _PoisonedSource:
 
 def test_nan_guard_keeps_last_good_checkpoint(source, tmp_path):
     workdir = str(tmp_path / "run")
-    with pytest.raises(trainer.TrainingDiverged, match=r"at step 5.*Last good checkpoint: step 3"):
-        trainer.train(CFG, workdir, source=_PoisonedSource(source, bad=4), progress=False)
+    with pytest.raises(loop.TrainingDiverged, match=r"at step 5.*Last good checkpoint: step 3"):
+        simsiam.train(CFG, workdir, source=_PoisonedSource(source, bad=4), progress=False)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3"]
-    _, _, state, step = trainer.load_run(workdir)
+    _, _, state, step = simsiam.load_run(workdir)
     assert step == 3
     assert all(np.all(np.isfinite(p)) for p in _params(state))
 
@@ -139,11 +143,12 @@ def test_sharded_step_equals_single_device_step(source):
     batch = source.local_batch(0)
     outs = []
     for devices in (jax.devices(), jax.devices()[:1]):
-        mesh = trainer.make_mesh(devices)
-        graphdef, state = trainer.init_state(CFG, mesh)
-        step = trainer.make_train_step(CFG, graphdef, mesh)
+        mesh = loop.make_mesh(devices)
+        state = simsiam.init_state(CFG, mesh)
+        step = loop.jit_step(simsiam.make_train_step(CFG), mesh)
         key = jax.random.key(CFG.seed)
-        new, metrics = step(state, trainer.shard_batch(batch, mesh, CFG.batch_size), key)
+        new, metrics = step(state, loop.shard_batch(batch, mesh, CFG.batch_size), key,
+                            np.int32(0))
         outs.append((jax.device_get(new), jax.device_get(metrics)))
     assert len(jax.devices()) == 8
     (s8, m8), (s1, m1) = outs
@@ -179,8 +184,9 @@ def test_configs(tmp_path):
     with pytest.raises(ValueError, match="unknown config"):
         configs.get("nope")
     path = tmp_path / "mine.py"
-    path.write_text("import dataclasses\nfrom stylejax.train import configs\n"
-                    "def get_config():\n    return dataclasses.replace(configs.smoke(), steps=2)\n")
+    path.write_text("import dataclasses\nfrom stylejax.train import simsiam_configs\n"
+                    "def get_config():\n"
+                    "    return dataclasses.replace(simsiam_configs.smoke(), steps=2)\n")
     assert configs.get(str(path)).steps == 2
     with pytest.raises(ValueError, match="crop_scale"):
         dataclasses.replace(CFG, crop_scale=(0.9, 0.1)).validate()
@@ -191,13 +197,13 @@ def test_configs(tmp_path):
 def test_resume_refuses_a_different_config(smoke_run):
     other = dataclasses.replace(CFG, base_lr=0.1)
     with pytest.raises(ValueError, match="different config"):
-        trainer.train(other, smoke_run[0], progress=False)
+        simsiam.train(other, smoke_run[0], progress=False)
 
 
 def test_vendor_pool_matches_blackbox_per_image():
     """The threaded pool holds exactly what blackbox.apply gives image by image."""
     from stylejax.pipeline import blackbox
-    from stylejax.train.data import make_raw_pool, make_vendor_pool
+    from stylejax.train.simsiam_data import make_raw_pool, make_vendor_pool
     raw = make_raw_pool(CFG)[0][:2]
     styles = tuple(int(s) for s in blackbox.TRAIN_STYLES[:3])
     pool = make_vendor_pool(raw, styles)
@@ -227,7 +233,7 @@ def test_vendor_pool_with_random_styles():
     cfg = dataclasses.replace(CFG, vendor_fraction=0.5, num_vendor_raw=2, vendor_random_styles=3)
     src = PhantomSource(cfg.validate())
     assert src.vendor.shape[:2] == (2, len(blackbox.TRAIN_STYLES) + 3)
-    from stylejax.train.data import make_raw_pool
+    from stylejax.train.simsiam_data import make_raw_pool
     raw = make_raw_pool(cfg)[0][:2]
     for k in range(3):
         style = vendor_random.random_style(cfg.data_seed + k)
@@ -242,12 +248,12 @@ def test_device_gather_equals_host_batch():
     """The trainer's on-device gather (8-device mesh) builds local_batch's batch."""
     cfg = dataclasses.replace(CFG, vendor_fraction=0.5, num_vendor_raw=4)
     src = PhantomSource(cfg)
-    mesh = trainer.make_mesh()
-    pools, gather = trainer.device_pools(src, mesh), trainer.make_gather(mesh)
+    mesh = loop.make_mesh()
+    pools, gather = simsiam.device_pools(src, mesh), simsiam.make_gather(mesh)
     for step in (0, 5):
         idx = src.local_indices(step)
         assert idx["vendor"].any() and not idx["vendor"].all()
-        got = jax.device_get(gather(pools, trainer.shard_batch(idx, mesh, cfg.batch_size)))
+        got = jax.device_get(gather(pools, loop.shard_batch(idx, mesh, cfg.batch_size)))
         want = src.local_batch(step)
         assert set(got) == set(want)
         for k in want:
@@ -255,14 +261,14 @@ def test_device_gather_equals_host_batch():
             np.testing.assert_array_equal(got[k], want[k])
     # A run without vendor styles gathers from a placeholder vendor pool it never reads.
     plain = PhantomSource(CFG)
-    got = jax.device_get(gather(trainer.device_pools(plain, mesh),
-                                trainer.shard_batch(plain.local_indices(1), mesh, CFG.batch_size)))
+    got = jax.device_get(gather(simsiam.device_pools(plain, mesh),
+                                loop.shard_batch(plain.local_indices(1), mesh, CFG.batch_size)))
     np.testing.assert_array_equal(got["a"], plain.local_batch(1)["a"])
 
 
 def test_training_with_the_device_gather_equals_the_host_gather(smoke_run, source, tmp_path):
     """The accelerator path (forced on the CPU) trains exactly like the host path."""
-    result = trainer.train(CFG, str(tmp_path / "run"), source=source, progress=False,
+    result = simsiam.train(CFG, str(tmp_path / "run"), source=source, progress=False,
                            gather_on_device=True)
-    for a, b in zip(_params(result.state), _params(trainer.load_run(smoke_run[0])[2])):
+    for a, b in zip(_params(result.state), _params(simsiam.load_run(smoke_run[0])[2])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,430 @@
+"""One training loop for every trained network in stylejax.
+
+A *task* (:class:`Task`) says what is trained: its state, its batches and its step.
+:func:`run` does the rest, the same way for every task:
+
+* **Parallelism**: a 1-D mesh with axis ``data`` over the devices
+  (:func:`make_mesh`); the task's batches are sharded on ``data`` and its state is
+  replicated, so under ``jit`` XLA runs the step data parallel and reduces over the
+  global batch (BatchNorm statistics included). Multi-host: with
+  ``cfg.distributed`` every process calls ``jax.distributed.initialize()``, builds its
+  own rows of each batch (:func:`shard_batch`); only process 0 writes files.
+* **Step**: the task's pure ``step(state, batch, key) -> (state, metrics)`` is jitted
+  with the state donated; the loop hands it ``jax.random.fold_in(base_key, i)`` for
+  step ``i`` (``base_key = jax.random.key(cfg.seed, impl=cfg.rng_impl)``), so a
+  resumed run continues exactly as an uninterrupted one when ``batches`` depends
+  only on the step. Compiled steps are cached per step function and mesh: a task
+  that returns the same function object for equal settings compiles once per process.
+* **Checkpoints**: orbax ``CheckpointManager`` in ``WORKDIR/checkpoints`` every
+  ``checkpoint_every`` steps and at the end; a checkpoint becomes visible only once
+  complete, and a run started on a workdir that holds one resumes from the latest.
+  The saved ``config.json`` must match the new config except in
+  ``cfg.RESUMABLE_CHANGES``.
+* **NaN guard**: metrics are copied to the host every ``log_every`` steps and before
+  every save; a non-finite value stops the run with :class:`TrainingDiverged` (naming
+  the last good checkpoint) before anything non-finite is saved.
+* **Logs**: ``WORKDIR/config.json``, ``metrics.jsonl`` (one JSON object per step),
+  ``loss.png`` and a tqdm progress bar on stderr.
+* ``workdir=None``: an in-memory run (no files, no checkpoints, no resume) for short
+  trainings inside a library call.
+
+Writing a task::
+
+    class Task(Protocol):
+        name: str                                   # `stylejax train NAME`
+        configs: Mapping[str, Callable[[], TrainConfig]]  # at least "smoke", "default"
+        def init(self, cfg, mesh) -> state          # pytree of jax arrays, replicated
+        def batches(self, cfg, mesh, workdir) -> Callable[[int], batch]
+        def step(self, cfg, mesh) -> Callable[[state, batch, key], tuple[state, dict]]
+        # optional:
+        def export(self, cfg, state, out_dir) -> None
+        monitor: tuple[str, ...]                    # metrics shown next to the loss
+
+See :class:`Task` for the contract of each member and ``tests/train/test_loop.py`` for
+a complete small task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from stylejax.train.config import TrainConfig, config_class
+
+CHECKPOINT_DIR = "checkpoints"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+
+
+class TrainingDiverged(RuntimeError):
+    """A metric became NaN/inf; nothing non-finite was saved."""
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What :func:`run` trains.
+
+    Attributes:
+      name: the task's name (``stylejax train NAME``).
+      configs: named config factories (``"smoke"``: seconds on a CPU, used by tests;
+        ``"default"``: the recommended run), each returning an instance of one
+        :class:`~stylejax.train.config.TrainConfig` subclass.
+      monitor: (optional) metric names shown in the progress bar and on the plot's
+        second axis.
+    """
+
+    name: str
+    configs: Mapping[str, Callable[[], TrainConfig]]
+
+    def init(self, cfg, mesh):
+        """The initial state: a pytree of jax arrays replicated over ``mesh``
+        (``NamedSharding(mesh, P())``), e.g. ``nnx.split`` states and optax states
+        of any number of networks and optimisers. It is what checkpoints hold."""
+
+    def batches(self, cfg, mesh, workdir) -> Callable[[int], Any]:
+        """A function ``step -> batch`` (a pytree of jax arrays, batch axis sharded on
+        ``data``, e.g. with :func:`shard_batch`; constants may be replicated). For
+        exact resumption it must depend only on ``(cfg, step)``. ``workdir`` (None
+        for in-memory runs) may hold caches."""
+
+    def step(self, cfg, mesh) -> Callable:
+        """The pure step ``(state, batch, key) -> (state, metrics)``; ``key`` is this
+        step's key, ``metrics`` a dict of scalars with at least ``"loss"``. Return
+        the same function object for equal settings (e.g. via
+        ``functools.lru_cache``) so repeated runs reuse the compilation."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`run` returns.
+
+    Attributes:
+      state: the final state (replicated on the mesh).
+      step: the last completed step (``config.steps``).
+      config: the config the run used (``steps`` overridden if asked).
+      workdir: the run directory, or None for an in-memory run.
+      last_metrics: the last step's metrics (Python floats).
+      history: ``{"step": i, **metrics}`` for every step this call ran.
+    """
+
+    state: Any
+    step: int
+    config: TrainConfig
+    workdir: str | None
+    last_metrics: dict
+    history: list
+
+
+# ----------------------------------------------------------------------- placement
+
+
+def make_mesh(devices=None):
+    """A 1-D mesh with axis ``data`` over ``devices`` (default: all devices)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=devices)
+
+
+def shard_batch(local, mesh, global_batch: int):
+    """This process's rows (a pytree of ``[rows, ...]`` numpy arrays) -> global arrays
+    ``[global_batch, ...]`` sharded on ``data``."""
+    sharding = NamedSharding(mesh, P("data"))
+    return jax.tree.map(lambda v: jax.make_array_from_process_local_data(
+        sharding, np.asarray(v), (global_batch,) + np.shape(v)[1:]), local)
+
+
+def replicate(tree, mesh):
+    """Host arrays (identical on every process) -> arrays replicated over ``mesh``
+    (multi-host safe: each process fills its own devices)."""
+    sharding = NamedSharding(mesh, P())
+    return jax.tree.map(lambda v: jax.make_array_from_callback(
+        np.shape(v), sharding, lambda index, v=np.asarray(v): v[index]), tree)
+
+
+def host_copy(tree):
+    """Numpy copies of (replicated) arrays from this process's first local shard.
+
+    Works on multi-host meshes, where ``jax.device_get`` of a replicated global
+    array is not allowed because not all of its shards are addressable.
+    """
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
+                        if isinstance(x, jax.Array) else x, tree)
+
+
+@functools.lru_cache(maxsize=16)
+def jit_step(step_fn: Callable, mesh) -> Callable:
+    """The compiled ``(state, batch, base_key, i) -> (state, metrics)`` that :func:`run`
+    calls: ``step_fn(state, batch, jax.random.fold_in(base_key, i))`` with the state
+    donated and state and metrics replicated over ``mesh``."""
+    replicated = NamedSharding(mesh, P())
+
+    def step(state, batch, base_key, i):
+        return step_fn(state, batch, jax.random.fold_in(base_key, i))
+
+    return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+# --------------------------------------------------------------------- run folders
+
+
+def join(workdir: str, name: str) -> str:
+    """``workdir/name`` for local paths and URLs (``gs://...``)."""
+    return f"{workdir.rstrip('/')}/{name}" if "://" in workdir else os.path.join(
+        os.path.abspath(workdir), name)
+
+
+def checkpoint_manager(workdir: str, keep: int):
+    """An orbax ``CheckpointManager`` for ``WORKDIR/checkpoints`` keeping ``keep``."""
+    import orbax.checkpoint as ocp
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    return ocp.CheckpointManager(join(workdir, CHECKPOINT_DIR), options=options)
+
+
+def restore(manager, abstract_state, step: int | None = None):
+    """Restore ``step`` (default: the latest) with the shapes, dtypes and shardings of
+    ``abstract_state`` (concrete arrays or ``jax.ShapeDtypeStruct``)."""
+    import orbax.checkpoint as ocp
+    step = manager.latest_step() if step is None else step
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    return manager.restore(step, args=ocp.args.StandardRestore(target))
+
+
+def is_run(workdir: str) -> bool:
+    """Whether ``workdir`` looks like a run folder (``config.json`` + ``checkpoints/``)."""
+    return os.path.exists(join(workdir, CONFIG_FILE)) and os.path.isdir(
+        join(workdir, CHECKPOINT_DIR))
+
+
+def read_config(task, workdir: str):
+    """The config saved in ``WORKDIR/config.json``, as the task's config class."""
+    with open(join(workdir, CONFIG_FILE)) as f:
+        return config_class(task).from_dict(json.load(f))
+
+
+def load_run(task, workdir: str, step: int | None = None, *, devices=None):
+    """A run's config and state (on ``devices``, default the first device).
+
+    Returns:
+      ``(cfg, state, step)``.
+    Raises:
+      ValueError: ``workdir`` is not a run folder or has no complete checkpoint.
+    """
+    if not is_run(workdir):
+        raise ValueError(f"{workdir} is not a {task.name} training run (no {CONFIG_FILE} and "
+                         f"{CHECKPOINT_DIR}/ there)")
+    cfg = read_config(task, workdir)
+    manager = checkpoint_manager(workdir, cfg.keep_checkpoints)
+    try:
+        if manager.latest_step() is None:
+            raise ValueError(f"{workdir} has no complete checkpoint yet")
+        mesh = make_mesh(jax.devices()[:1] if devices is None else devices)
+        abstract = jax.eval_shape(lambda: task.init(cfg, mesh))
+        step = manager.latest_step() if step is None else int(step)
+        return cfg, restore(manager, abstract, step), step
+    finally:
+        manager.close()
+
+
+def _check_resume_config(workdir: str, cfg: TrainConfig):
+    path = join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    now, defaults = cfg.to_dict(), type(cfg)().to_dict()
+    # A field the saved config lacks (added to the class later) held its default.
+    diff = [k for k in now if k not in cfg.RESUMABLE_CHANGES
+            and json.dumps(saved.get(k, defaults[k])) != json.dumps(now[k])]
+    if diff:
+        raise ValueError(f"{workdir} holds a run with a different config "
+                         f"({', '.join(f'{k}: {saved.get(k)!r} -> {now[k]!r}' for k in diff)}); "
+                         "use a new --workdir or the same config")
+
+
+def _write_atomic(path: str, text: str):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _truncate_metrics(path: str, last_step: int):
+    """Drop metric lines past ``last_step`` (written after the checkpoint we resume from)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
+    _write_atomic(path, "".join(keep))
+
+
+def plot_metrics(metrics_path: str, out_path: str, *, title: str = "training",
+                 monitor: tuple[str, ...] = ()):
+    """Loss (with a running mean) and the ``monitor`` metrics versus step, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(metrics_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    loss = [r["loss"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, loss, lw=0.8, color="tab:blue", label="loss")
+    if len(rows) >= 20:
+        k = max(len(rows) // 20, 2)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1:], smooth, lw=2, color="tab:blue", alpha=0.6, label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    shown = [m for m in monitor if m in rows[0]]
+    if shown:
+        ax2 = ax.twinx()
+        for name, color in zip(shown, ("tab:orange", "tab:green", "tab:red", "tab:purple")):
+            ax2.plot(steps, [r[name] for r in rows], lw=0.8, color=color, label=name)
+        ax2.set_ylabel(", ".join(shown))
+    fig.legend(loc="upper right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = f"{out_path}.tmp{os.getpid()}.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out_path)
+
+
+# ------------------------------------------------------------------------- the loop
+
+
+def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None = None,
+        devices=None, progress: bool = True,
+        callback: Callable[[int, Any], None] | None = None) -> RunResult:
+    """Train (or resume) ``task`` with ``cfg`` in ``workdir``.
+
+    Args:
+      task: the :class:`Task`.
+      cfg: its config (validated here).
+      workdir: run directory (created; resumed from when it holds checkpoints), a
+        ``gs://`` URL (checkpoints only), or None for an in-memory run (no files).
+      steps: total number of steps (overrides ``cfg.steps``).
+      devices: devices of the data mesh (default: all).
+      progress: show a tqdm progress bar on stderr (process 0 only).
+      callback: called as ``callback(step, state)`` after each step is dispatched
+        (``step`` counts completed steps; tests use it to interrupt a run).
+    Returns:
+      :class:`RunResult`.
+    Raises:
+      TrainingDiverged: a non-finite metric; the workdir keeps the last good checkpoint.
+      ValueError: invalid config, a batch not divisible by the devices, or a workdir
+        holding a run with another config.
+    """
+    from tqdm import tqdm
+
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, steps=int(steps))
+    cfg.validate()
+    if cfg.distributed and not jax.distributed.is_initialized():
+        jax.distributed.initialize()
+    lead = jax.process_index() == 0
+    mesh = make_mesh(devices)
+    if cfg.batch_size % mesh.size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {mesh.size} devices")
+    local = workdir is not None and "://" not in workdir
+    if local:
+        os.makedirs(workdir, exist_ok=True)
+        _check_resume_config(workdir, cfg)
+        if lead:
+            _write_atomic(join(workdir, CONFIG_FILE), cfg.to_json())
+
+    batch = task.batches(cfg, mesh, workdir)
+    state = task.init(cfg, mesh)
+    step_fn = jit_step(task.step(cfg, mesh), mesh)
+    key = jax.device_put(jax.random.key(cfg.seed, impl=cfg.rng_impl), NamedSharding(mesh, P()))
+    manager = checkpoint_manager(workdir, cfg.keep_checkpoints) if workdir is not None else None
+    metrics_path = join(workdir, METRICS_FILE) if local else None
+    start = 0
+    if manager is not None and manager.latest_step() is not None:
+        start = int(manager.latest_step())
+        state = restore(manager, state)
+    if lead and local:
+        _truncate_metrics(metrics_path, start)
+
+    monitor = tuple(getattr(task, "monitor", ()))
+    pending: list[tuple[int, dict]] = []
+    history: list[dict] = []
+    last: dict = {}
+    last_good = start if start else None
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and lead),
+               desc=f"{task.name} {cfg.name}", unit="step", dynamic_ncols=True, file=sys.stderr)
+    t_flush, n_flush = time.perf_counter(), 0
+
+    def flush():
+        nonlocal pending, last, t_flush, n_flush
+        if not pending:
+            return
+        rows = host_copy([m for _, m in pending])
+        elapsed = time.perf_counter() - t_flush
+        rate = n_flush * cfg.batch_size / elapsed if elapsed > 0 else float("nan")
+        lines = []
+        for (s, _), m in zip(pending, rows):
+            m = {k: float(v) for k, v in m.items()}
+            bad = {k: v for k, v in m.items() if not math.isfinite(v)}
+            if bad:
+                where = ("none (in-memory run)" if workdir is None else
+                         f"step {last_good} in {join(workdir, CHECKPOINT_DIR)}"
+                         if last_good is not None else "none (no checkpoint was saved yet)")
+                raise TrainingDiverged(
+                    f"non-finite {', '.join(f'{k} ({v})' for k, v in bad.items())} at step {s}; "
+                    f"stopped without saving. Last good checkpoint: {where}. "
+                    "Lower the learning rate or check the data.")
+            history.append(dict(step=s, **m))
+            lines.append(json.dumps(history[-1]))
+            last = m
+        pending = []
+        if lead and local:
+            with open(metrics_path, "a") as f:
+                f.write("\n".join(lines) + "\n")
+        bar.set_postfix(loss=f"{last['loss']:.4f}",
+                        **{k: f"{last[k]:.4f}" for k in monitor if k in last},
+                        samples_s=f"{rate:.1f}")
+        t_flush, n_flush = time.perf_counter(), 0
+
+    try:
+        for i in range(start, cfg.steps):
+            state, metrics = step_fn(state, batch(i), key, np.int32(i))
+            done = i + 1
+            pending.append((done, metrics))
+            n_flush += 1
+            bar.update(1)
+            if callback is not None:
+                callback(done, state)
+            save = manager is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps)
+            if save or done % cfg.log_every == 0 or done == start + 1:
+                flush()
+            if save:
+                import orbax.checkpoint as ocp
+                manager.save(done, args=ocp.args.StandardSave(state))
+                manager.wait_until_finished()
+                last_good = done
+            if lead and local and (done % cfg.plot_every == 0 or done == cfg.steps):
+                plot_metrics(metrics_path, join(workdir, PLOT_FILE), monitor=monitor,
+                             title=f"{task.name} training ({cfg.name})")
+        flush()
+    finally:
+        bar.close()
+        if manager is not None:
+            manager.wait_until_finished()
+            manager.close()
+    return RunResult(state=state, step=max(start, cfg.steps), config=cfg, workdir=workdir,
+                     last_metrics=last, history=history)
