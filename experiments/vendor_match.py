@@ -45,8 +45,8 @@ def main(argv=None) -> int:
         args.styles = args.styles or [0, 3, 10, 25]
 
     from stylejax import phantom, tune
-    from stylejax.methods import vendor_match
     from stylejax.pipeline import blackbox
+    from stylejax.tune import vendor_match
 
     model = tune.resolve_model(args.model)
     size = (args.size, args.size)
