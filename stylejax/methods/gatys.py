@@ -254,9 +254,11 @@ def gatys(content, style, *, extractor, config: GatysConfig = GatysConfig(),
     loss_fn = GatysLoss(extraction, content_taps, style_taps)
     features = _Features(extraction, state)
 
+    # Every extraction asks for all taps, so images of one shape share one compilation.
+    all_taps = tuple(dict.fromkeys(content_taps + style_taps))
     used_labels, masks, targets = None, None, None
     if variant in ("basic", "local"):
-        sf = features(styles[0][None], style_taps)
+        sf = features(styles[0][None], all_taps)
         targets = {t: style_losses.gram(sf[t])[0] for t in style_taps}
     elif variant == "average":
         if config.average == "features" and len({s.shape for s in styles}) > 1:
@@ -290,7 +292,7 @@ def gatys(content, style, *, extractor, config: GatysConfig = GatysConfig(),
         masks = style_losses.propagate_masks(cmasks, plan, style_taps)
         style_masks = masks if smasks is None else style_losses.propagate_masks(
             smasks, plan, style_taps)
-        sf = features(styles[0][None], style_taps)
+        sf = features(styles[0][None], all_taps)
         targets = {t: style_losses.gram(sf[t][:, None], style_masks[t])[0] for t in style_taps}
 
     extra = {"variant": variant, "labels": used_labels}
