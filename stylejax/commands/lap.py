@@ -8,7 +8,7 @@ import sys
 
 EXAMPLE = """example:
   stylejax phantoms -n 1 -o phantoms/          # a synthetic raw mammogram to try
-  stylejax lap phantoms/cc_00000.tif --w 7 --l 4 --h 8 -o styled.png
+  stylejax lap phantoms/phantom_000000_cc.tif --w 7 --l 4 --h 8 -o styled.png
   stylejax lap scan.dcm --w 5 --l 5 --h 5 -o styled.tif   # 16-bit output
 
 RAW is a linear "for processing" detector image (DICOM, TIFF, PNG or NPY);

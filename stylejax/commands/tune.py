@@ -9,9 +9,11 @@ import sys
 
 EXAMPLE = """example:
   stylejax phantoms -n 3 -o phantoms/                # raw images to try
-  stylejax lap phantoms/cc_00001.tif --w 7 --l 3 --h 8 -o ref.png   # a "liked" style
-  stylejax tune --raw phantoms/cc_00000.tif --reference ref.png --out tuned/ --json
-  stylejax tune --raw phantoms/*.tif --reference refs/*.png --pipeline extended-lap
+  stylejax lap phantoms/phantom_000001_cc.tif --w 7 --l 3 --h 8 -o ref.png  # a "liked" style
+  stylejax tune --raw phantoms/phantom_000000_cc.tif phantoms/phantom_000002_cc.tif \\
+      --reference ref.png --out tuned/ --json
+  stylejax tune --raw phantoms/phantom_000000_cc.tif --reference ref.png \\
+      --pipeline extended-lap --out tuned_extended/
 
 RAW files are linear "for processing" detector images (DICOM, TIFF, PNG or NPY,
 values > 0). REF files are images in the wanted style, any content; 8- and 16-bit
@@ -235,7 +237,7 @@ def run(args) -> int:
         json.dump(summary, f, indent=2)
     print(f"tuned {result.pipeline.name} {_fmt(summary['params'])}: StyleX distance {result.initial_distance:.4f} -> "
           f"{result.distance:.4f} in {result.steps} steps ({result.seconds:.1f} s); "
-          f"wrote {args.out}/", file=sys.stderr)
+          f"wrote {os.path.join(args.out, '')}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     return 0
