@@ -235,9 +235,9 @@ def run(args) -> int:
                    outputs={"tuned": tuned, "comparison": comparison, "trajectory": trajectory})
     with open(os.path.join(args.out, "result.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(f"tuned {result.pipeline.name} {_fmt(summary['params'])}: StyleX distance {result.initial_distance:.4f} -> "
-          f"{result.distance:.4f} in {result.steps} steps ({result.seconds:.1f} s); "
-          f"wrote {os.path.join(args.out, '')}", file=sys.stderr)
+    print(f"tuned {result.pipeline.name} {_fmt(summary['params'])}: StyleX distance "
+          f"{result.initial_distance:.4f} -> {result.distance:.4f} in {result.steps} steps "
+          f"({result.seconds:.1f} s); wrote {os.path.join(args.out, '')}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     return 0
