@@ -21,8 +21,10 @@ A *task* (:class:`Task`) says what is trained: its state, its batches and its st
   The saved ``config.json`` must match the new config except in
   ``cfg.RESUMABLE_CHANGES``.
 * **NaN guard**: metrics are copied to the host every ``log_every`` steps and before
-  every save; a non-finite value stops the run with :class:`TrainingDiverged` (naming
-  the last good checkpoint) before anything non-finite is saved.
+  every save, and the state's floats are checked before every save (and at the end
+  of an in-memory run); a non-finite value stops the run with
+  :class:`TrainingDiverged` (naming the last good checkpoint) before anything
+  non-finite is saved or returned.
 * **Logs**: ``WORKDIR/config.json``, ``metrics.jsonl`` (one JSON object per step),
   ``loss.png`` and a tqdm progress bar on stderr.
 * ``workdir=None``: an in-memory run (no files, no checkpoints, no resume) for short
@@ -56,6 +58,7 @@ import time
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -161,6 +164,13 @@ def host_copy(tree):
     """
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
                         if isinstance(x, jax.Array) else x, tree)
+
+
+@jax.jit
+def _all_finite(tree):
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 @functools.lru_cache(maxsize=16)
@@ -369,6 +379,13 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
                desc=f"{task.name} {cfg.name}", unit="step", dynamic_ncols=True, file=sys.stderr)
     t_flush, n_flush = time.perf_counter(), 0
 
+    def where():
+        if workdir is None:
+            return "none (in-memory run)"
+        if last_good is None:
+            return "none (no checkpoint was saved yet)"
+        return f"step {last_good} in {join(workdir, CHECKPOINT_DIR)}"
+
     def flush():
         nonlocal pending, last, t_flush, n_flush
         if not pending:
@@ -381,12 +398,9 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
             m = {k: float(v) for k, v in m.items()}
             bad = {k: v for k, v in m.items() if not math.isfinite(v)}
             if bad:
-                where = ("none (in-memory run)" if workdir is None else
-                         f"step {last_good} in {join(workdir, CHECKPOINT_DIR)}"
-                         if last_good is not None else "none (no checkpoint was saved yet)")
                 raise TrainingDiverged(
                     f"non-finite {', '.join(f'{k} ({v})' for k, v in bad.items())} at step {s}; "
-                    f"stopped without saving. Last good checkpoint: {where}. "
+                    f"stopped without saving. Last good checkpoint: {where()}. "
                     "Lower the learning rate or check the data.")
             history.append(dict(step=s, **m))
             lines.append(json.dumps(history[-1]))
@@ -414,6 +428,11 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
                 flush()
             if save:
                 import orbax.checkpoint as ocp
+                if not bool(host_copy(_all_finite(state))):
+                    raise TrainingDiverged(
+                        f"the state holds NaN/inf after step {done}; stopped without saving. "
+                        f"Last good checkpoint: {where()}. Lower the learning rate or check "
+                        "the data.")
                 manager.save(done, args=ocp.args.StandardSave(state))
                 manager.wait_until_finished()
                 last_good = done
@@ -421,6 +440,9 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
                 plot_metrics(metrics_path, join(workdir, PLOT_FILE), monitor=monitor,
                              title=f"{task.name} training ({cfg.name})")
         flush()
+        if manager is None and start < cfg.steps and not bool(host_copy(_all_finite(state))):
+            raise TrainingDiverged(f"the state holds NaN/inf after step {cfg.steps} (in-memory "
+                                   "run). Lower the learning rate or check the data.")
     finally:
         bar.close()
         if manager is not None:
