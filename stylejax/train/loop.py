@@ -39,11 +39,16 @@ Writing a task::
         def batches(self, cfg, mesh, workdir) -> Callable[[int], batch]
         def step(self, cfg, mesh) -> Callable[[state, batch, key], tuple[state, dict]]
         # optional:
-        def export(self, cfg, state, out_dir) -> None
+        def export(self, cfg, state, out_dir, *, progress=True) -> None
         monitor: tuple[str, ...]                    # metrics shown next to the loss
 
 See :class:`Task` for the contract of each member and ``tests/train/test_loop.py`` for
-a complete small task.
+a complete small task. Several networks and optimisers (a GAN) are one state pytree,
+e.g. ``{"gen": ..., "disc": ..., "opt_gen": ..., "opt_disc": ...}``
+(:mod:`stylejax.train.refiner`). Constants the step reads (frozen networks' weights,
+data pools) are best returned by ``batches`` as replicated arrays, the same objects
+every step: they are neither donated nor checkpointed, and not baked into the
+compiled program as closure constants.
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ class Task(Protocol):
         :class:`~stylejax.train.config.TrainConfig` subclass.
       monitor: (optional) metric names shown in the progress bar and on the plot's
         second axis.
+
+    Optional method ``export(cfg, state, out_dir, *, progress=True)``: write the
+    shipped artefact of a finished run (e.g. safetensors + JSON) to ``out_dir``
+    (``stylejax train TASK --export DIR``; called on process 0 only).
     """
 
     name: str
@@ -104,7 +113,8 @@ class Task(Protocol):
 
     def step(self, cfg, mesh) -> Callable:
         """The pure step ``(state, batch, key) -> (state, metrics)``; ``key`` is this
-        step's key, ``metrics`` a dict of scalars with at least ``"loss"``. Return
+        step's key, ``metrics`` a dict of scalars with at least ``"loss"`` (every
+        metric must stay finite: the NaN guard checks them all). Return
         the same function object for equal settings (e.g. via
         ``functools.lru_cache``) so repeated runs reuse the compilation."""
 
@@ -335,7 +345,8 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
     Returns:
       :class:`RunResult`.
     Raises:
-      TrainingDiverged: a non-finite metric; the workdir keeps the last good checkpoint.
+      TrainingDiverged: a non-finite metric or state; the workdir keeps the last good
+        checkpoint.
       ValueError: invalid config, a batch not divisible by the devices, or a workdir
         holding a run with another config.
     """

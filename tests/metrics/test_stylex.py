@@ -162,3 +162,29 @@ def test_projection_applies_after_tile_mean(model, images, tmp_path):
     save_file(weights, str(tmp_path / "p" / "weights.safetensors"))
     with pytest.raises(ValueError, match="projection is incomplete"):
         stylex.load(str(tmp_path / "p"))
+
+
+def test_metrics_modules_import_no_upper_layer_nor_data():
+    """metrics/ sits below data loading, training and everything that uses metrics."""
+    import ast
+    import pathlib
+
+    import stylejax.metrics
+    root = pathlib.Path(stylejax.metrics.__file__).parent
+    banned = ("stylejax.train", "stylejax.data", "stylejax.tune", "stylejax.methods",
+              "stylejax.commands", "stylejax.evaluation", "stylejax.cli")
+    reexports = {"lap", "phantom", "io", "stylex", "blackbox", "tune"}
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+                if node.module == "stylejax":
+                    names += [f"stylejax.{a.name}" for a in node.names if a.name in reexports]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(banned), f"{path.name} imports {name}"
+                assert name not in {f"stylejax.{m}" for m in reexports}, \
+                    f"{path.name} imports the re-export {name}"

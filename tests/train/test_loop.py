@@ -116,6 +116,7 @@ def _check(result, cfg, steps):
 def test_in_memory_run_is_plain_gradient_descent(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = smoke()
+    assert isinstance(LinearTask(*_data()), loop.Task)
     result = loop.run(LinearTask(*_data()), cfg, None, progress=False)
     losses = _check(result, cfg, cfg.steps)
     assert [r["step"] for r in result.history] == list(range(1, cfg.steps + 1))

@@ -122,6 +122,7 @@ def test_two_optimiser_state_checkpoints_and_resumes(tmp_path):
         return R.RefinerTask(Refiner(3, 4, rngs=_rbg(0)), SmallDiscriminator(_rbg(1)), fake,
                              refs)
 
+    assert isinstance(task(), loop.Task)
     one_device = jax.devices()[:1]
     full = loop.run(task(), cfg, None, devices=one_device, progress=False)
     # train_refiner is this in-memory run (its config, one device).

@@ -172,6 +172,14 @@ def test_process_shards_partition_the_global_batch(source):
         source.local_batch(0, 0, 3)
 
 
+def test_the_task_is_registered():
+    from stylejax.train import registry
+    assert registry.get("simsiam") is simsiam.TASK and isinstance(simsiam.TASK, loop.Task)
+    assert {"smoke", "default"} <= set(simsiam.TASK.configs)
+    with pytest.raises(ValueError, match="unknown training task 'nope'"):
+        registry.get("nope")
+
+
 def test_configs(tmp_path):
     for name in ("smoke", "cpu", "default", "vendor", "paper", "pod"):
         cfg = configs.get(name)
