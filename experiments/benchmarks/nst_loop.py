@@ -3,13 +3,13 @@
 Run:  python experiments/benchmarks/nst_loop.py [--size 128] [--steps 4] [--repeats 2]
 
 Same step (VGG19 to relu5_2, Gram style loss, Adam) driven four ways:
-``python`` (``stylejax.methods.nst.make_step`` called ``steps`` times), ``fori``
+``python`` (``stylejax.methods.engine.make_step`` called ``steps`` times), ``fori``
 (``lax.fori_loop`` over the step inside one jit), ``scan`` (``lax.scan``, rolled) and
 ``scan_unroll`` (``lax.scan(unroll=True)``, the library's ``driver="scan"``). Each driver
 is compiled and run once, then timed ``repeats`` times (median); the drivers are
 interleaved per repeat so a busy shared CPU affects them alike. Prints seconds per
 iteration and the compile time; writes ``results/nst_loop.json``. The outcome decides
-:func:`stylejax.methods.nst.default_driver` on this backend.
+:func:`stylejax.methods.engine.default_driver` on this backend.
 """
 
 from __future__ import annotations
@@ -29,33 +29,24 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).parent))
 from nst_speed import CONTENT_TAPS, STYLE_TAPS, make_images  # noqa: E402
 
-from stylejax.losses import style as sl  # noqa: E402
-from stylejax.methods import nst  # noqa: E402
-from stylejax.models import vgg  # noqa: E402
+from stylejax.methods import engine, gatys  # noqa: E402
+from stylejax.models import features  # noqa: E402
 
 
 def build(size):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        net = vgg.vgg19("random")
+        net = features.vgg19_features("random")
     content, style = make_images(size)
-    extraction, state = nst.Extraction.of(net)
-    loss_fn = nst.GatysLoss(extraction, CONTENT_TAPS, STYLE_TAPS)
-    sf = nst.extract_features(extraction, state, jnp.asarray(style)[None], STYLE_TAPS)
-    aux = {"state": state,
-           "content": nst.extract_features(extraction, state, jnp.asarray(content)[None],
-                                           CONTENT_TAPS),
-           "style": {t: sl.gram(sf[t])[0] for t in STYLE_TAPS}, "masks": None,
-           "content_weight": jnp.float32(nst.THESIS_CONTENT_WEIGHT),
-           "style_weights": {t: jnp.float32(nst.THESIS_STYLE_WEIGHT) for t in STYLE_TAPS}}
+    config = gatys.GatysConfig(content_taps=CONTENT_TAPS, style_taps=STYLE_TAPS)
+    loss_fn, aux = gatys.prepare(content, style, extractor=net, config=config)
     return loss_fn, aux, content
 
 
 def drivers(loss_fn, steps):
     """``{name: run(image, opt_state, aux) -> (image, opt_state)}`` doing ``steps`` steps."""
-    config = nst.NSTConfig(steps=steps, chunk=steps)
-    raw, init = nst.raw_step(loss_fn, config, True)
-    step, _ = nst.make_step(loss_fn, config)
+    raw, init = engine.raw_step(loss_fn)
+    step, _ = engine.make_step(loss_fn)
 
     def python(image, state, aux):
         for _ in range(steps):
@@ -72,7 +63,7 @@ def drivers(loss_fn, steps):
         body = lambda c, _: (raw(c[0], c[1], aux)[:2], None)
         return jax.lax.scan(body, (image, state), None, length=steps)[0]
 
-    chunk = nst.make_chunk(loss_fn, config)
+    chunk = engine.make_chunk(loss_fn, chunk=steps)
 
     def scan_unroll(image, state, aux):
         image, state, values = chunk(image, state, aux)
@@ -93,7 +84,7 @@ def main():
 
     def fresh():
         image = jnp.array(content)
-        return image, nst.fresh_state(init, image)
+        return image, engine.fresh_state(init, image)
 
     def run_once(fn):
         image, state = fresh()

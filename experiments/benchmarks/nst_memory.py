@@ -8,7 +8,9 @@ assignment then gives the exact sizes of the arguments, outputs and temporaries
 (``compiled.memory_analysis()``). Peak = arguments + outputs + temporaries - donated
 (aliased) bytes, i.e. what one iteration needs live at once (VGG19 weights included,
 about 80 MB for the convolutional trunk). On a GPU the same numbers describe device
-memory. Writes ``results/nst_memory.json``.
+memory. "remat" is ``jax.checkpoint`` on every VGG block
+(``stylejax.models.vgg.VGG(remat=True)``); it raised the peak at every size, which is why
+the NST methods have no remat option. Writes ``results/nst_memory.json``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).parent))
 from nst_speed import CONTENT_TAPS, STYLE_TAPS  # noqa: E402
 
-from stylejax.methods import nst  # noqa: E402
-from stylejax.models import vgg  # noqa: E402
+from stylejax.methods import engine, gatys  # noqa: E402
+from stylejax.models import features, vgg  # noqa: E402
 
 GIB = 1024 ** 3
 
@@ -36,20 +38,20 @@ GIB = 1024 ** 3
 def step_memory(size: int, remat: bool) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        net = vgg.vgg19("random")
-    config = nst.NSTConfig(steps=1, remat=remat)
-    extraction, state = nst.Extraction.of(net, remat=remat)
-    loss_fn = nst.GatysLoss(extraction, CONTENT_TAPS, STYLE_TAPS)
+        net = features.VGGFeatures(vgg.vgg19("random", remat=remat))
+    extraction, state = engine.Extraction.of(net)
+    loss_fn = gatys.GatysLoss(extraction, CONTENT_TAPS, STYLE_TAPS)
     image = jax.ShapeDtypeStruct((size, size), jnp.float32)
     feats = jax.eval_shape(lambda x: extraction(state, x[None], STYLE_TAPS + CONTENT_TAPS),
                            image)
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
     aux = {"state": state,
            "content": {t: feats[t] for t in CONTENT_TAPS},
            "style": {t: jax.ShapeDtypeStruct((feats[t].shape[-1],) * 2, jnp.float32)
                      for t in STYLE_TAPS},
-           "masks": None, "content_weight": jax.ShapeDtypeStruct((), jnp.float32),
-           "style_weights": {t: jax.ShapeDtypeStruct((), jnp.float32) for t in STYLE_TAPS}}
-    step, init = nst.make_step(loss_fn, config)
+           "masks": None, "content_weights": {t: scalar for t in CONTENT_TAPS},
+           "style_weights": {t: scalar for t in STYLE_TAPS}}
+    step, init = engine.make_step(loss_fn)
     opt_state = jax.eval_shape(init, image)
     start = time.perf_counter()
     compiled = step.lower(image, opt_state, aux).compile()

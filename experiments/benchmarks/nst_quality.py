@@ -41,6 +41,7 @@ under a small budget, they are not converged results. Prints a table and writes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -53,8 +54,8 @@ import jax
 import numpy as np
 
 from stylejax import lap, phantom
+from stylejax.methods import gatys as G
 from stylejax.methods import mr2nst as mr2
-from stylejax.methods import nst
 from stylejax.metrics import baselines
 from stylejax.metrics import image as image_metrics
 
@@ -111,15 +112,15 @@ def load_stylex(path):
 
 def build_extractors(weights, stylex_path):
     """``{name: extractor}`` for what is available, and ``{name: reason}`` for what is not."""
-    from stylejax.commands.nst import build_extractor
-    from stylejax.models.vgg import vgg19
+    from stylejax.methods.extractors import build_extractor
+    from stylejax.models.features import vgg19_features
 
     available, missing = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the explicit random-weights warning
-        available["vgg19-random"] = vgg19("random", seed=0)
+        available["vgg19-random"] = vgg19_features("random", seed=0)
     if weights:
-        available["vgg19-imagenet"] = vgg19(weights)
+        available["vgg19-imagenet"] = vgg19_features(weights)
     else:
         missing["vgg19-imagenet"] = "no --weights file given (nothing is downloaded here)"
     try:
@@ -145,8 +146,8 @@ def run_extractor(name, extractor, data, val, args, score, log) -> tuple[list, d
     calibration = []
     for lr in args.lrs:
         for cw in args.content_weights:
-            cfg = nst.NSTConfig(steps=args.steps, learning_rate=lr, content_weight=cw)
-            r = nst.gatys(val["content"], val["refs"][0], extractor=extractor, config=cfg)
+            cfg = G.GatysConfig(steps=args.steps, learning_rate=lr, content_weight=cw)
+            r = G.gatys(val["content"], val["refs"][0], extractor=extractor, config=cfg)
             calibration.append({"lr": lr, "content_weight": cw, "loss_initial": r.loss_initial,
                                 "loss_final": r.loss_final, "validation_ssim": float(
                                     image_metrics.ssim(r.image, val["target"]))})
@@ -155,22 +156,23 @@ def run_extractor(name, extractor, data, val, args, score, log) -> tuple[list, d
                 f"{r.loss_final:.4g}")
     best = max(calibration, key=lambda c: c["validation_ssim"])
     lr, cw = best["lr"], best["content_weight"]
-    cfg = nst.NSTConfig(steps=args.steps, learning_rate=lr, content_weight=cw)
+    cfg = G.GatysConfig(steps=args.steps, learning_rate=lr, content_weight=cw)
+    masked = {"content_labels": data["labels"]}
     c, refs = data["content"], data["refs"]
     for pairing, style, style_labels in (("paired", data["target"], data["labels"]),
                                          ("unpaired", refs[0], data["ref_labels"][0])):
-        r = nst.gatys(c, style, extractor=extractor, config=cfg)
+        r = G.gatys(c, style, extractor=extractor, config=cfg)
         add("gatys", "basic", pairing, 1, r.image, r.seconds,
             loss_initial=r.loss_initial, loss_final=r.loss_final)
-        r = nst.gatys(c, style, extractor=extractor, variant="augmented", config=cfg,
-                      content_labels=data["labels"], style_labels=style_labels,
-                      labels=TISSUE_LABELS)
+        r = G.gatys(c, style, extractor=extractor, style_labels=style_labels, **masked,
+                    config=dataclasses.replace(cfg, variant="augmented", labels=TISSUE_LABELS))
         add("gatys", "augmented", pairing, 1, r.image, r.seconds,
             loss_initial=r.loss_initial, loss_final=r.loss_final)
-    r = nst.gatys(c, refs[0], extractor=extractor, variant="local", config=cfg,
-                  content_labels=data["labels"], labels=TISSUE_LABELS)
-    add("gatys", "local", "unpaired", 1, r.image, r.seconds, labels=[int(v) for v in r.labels])
-    r = nst.gatys(c, refs, extractor=extractor, variant="average", config=cfg)
+    r = G.gatys(c, refs[0], extractor=extractor, **masked,
+                config=dataclasses.replace(cfg, variant="local", labels=TISSUE_LABELS))
+    add("gatys", "local", "unpaired", 1, r.image, r.seconds,
+        labels=[int(v) for v in r.extra["labels"]])
+    r = G.gatys(c, refs, extractor=extractor, config=dataclasses.replace(cfg, variant="average"))
     add("gatys", "average", "unpaired", len(refs), r.image, r.seconds,
         loss_initial=r.loss_initial, loss_final=r.loss_final)
 
@@ -178,15 +180,17 @@ def run_extractor(name, extractor, data, val, args, score, log) -> tuple[list, d
                             learning_rate=lr, content_weight=cw,
                             refiner_steps=args.refiner_steps, seed=args.seed)
     r = mr2.mr2nst(c, refs, extractor=extractor, config=mcfg)
+    x = r.extra
     nst_seconds = r.seconds  # includes the GAN; scales and mean come from the same run
-    for k, s in zip(r.levels, r.scales):
+    for k, s in zip(x["levels"], x["scales"]):
         add("mr2nst", f"scale{k}", "unpaired", len(refs), s, nst_seconds)
-    add("mr2nst", "no-refiner", "unpaired", len(refs), np.clip(r.scales.mean(0), 0, 1),
+    add("mr2nst", "no-refiner", "unpaired", len(refs), np.clip(x["scales"].mean(0), 0, 1),
         nst_seconds)
     add("mr2nst", "full", "unpaired", len(refs), r.image, nst_seconds,
         loss_initial=r.loss_initial, loss_final=r.loss_final,
-        scale_weights=[float(w) for w in r.scale_weights], gan_seconds=round(r.gan_seconds, 1),
-        gan_final=[float(v) for v in r.gan_history[-1]] if len(r.gan_history) else None)
+        scale_weights=[float(w) for w in x["scale_weights"]],
+        gan_seconds=round(x["gan_seconds"], 1),
+        gan_final=[float(v) for v in x["gan_history"][-1]] if len(x["gan_history"]) else None)
     return rows, {"chosen": {"lr": lr, "content_weight": cw}, "grid": calibration}
 
 
@@ -198,8 +202,9 @@ def main(argv=None) -> int:
                         help="Adam steps tried on the validation triple (default: the "
                              "thesis' 5e-3; 2e-2 scored lower for both extractors)")
     parser.add_argument("--content-weights", type=float, nargs="+",
-                        default=[nst.THESIS_CONTENT_WEIGHT, 1e3],
-                        help="content weights tried on the validation triple (thesis 1e5)")
+                        default=[1.0, 0.1],
+                        help="content weights (of the normalised loss terms) tried on the "
+                             "validation triple (default 1 = the library default, 0.1)")
     parser.add_argument("--refs", type=int, default=3, help="references n (default 3)")
     parser.add_argument("--work-size", type=int, default=32,
                         help="mr2NST working size (default 32 = size/4, as 512 for 2048)")
@@ -227,7 +232,8 @@ def main(argv=None) -> int:
     rows = [{"extractor": "-", "method": "content", "variant": "identity",
              "pairing": "-", "refs": 0, "seconds": 0.0, **score(data["content"])}]
     for n_refs, refs in ((1, data["refs"][:1]), (len(data["refs"]), data["refs"])):
-        r = mr2.mr2nst(data["content"], refs, extractor=None, variant="ehm")
+        r = mr2.mr2nst(data["content"], refs, extractor=None,
+                       config=mr2.Mr2NSTConfig(variant="ehm"))
         rows.append({"extractor": "-", "method": "ehm", "variant": "exact",
                      "pairing": "unpaired", "refs": n_refs, "seconds": round(r.seconds, 2),
                      **score(r.image)})

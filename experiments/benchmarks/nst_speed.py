@@ -59,33 +59,27 @@ def make_images(size, seed=0):
 
 
 def jax_side(content, style, remat):
-    """The stylejax step as ``stylejax nst`` runs it; returns (step_fn, loss_fn, tensors)."""
+    """The stylejax step as ``stylejax nst`` runs it, with the raw thesis terms and weights
+    (``normalize=False``) so the PyTorch loop can compute the same loss; returns
+    (step_fn, loss_fn, tensors, config). ``remat`` checkpoints VGG's blocks
+    (``stylejax.models.vgg.VGG(remat=True)``; the NST methods have no such option)."""
     import warnings
 
     import jax.numpy as jnp
 
-    from stylejax.methods import nst
-    from stylejax.models import vgg
+    from stylejax.methods import engine, gatys
+    from stylejax.models import features, vgg
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        net = vgg.vgg19("random", seed=0)
-    config = nst.NSTConfig(steps=1, remat=remat, content_taps=CONTENT_TAPS,
-                           style_taps=STYLE_TAPS)
-    extraction, state = nst.Extraction.of(net, remat=remat)
-    loss_fn = nst.GatysLoss(extraction, CONTENT_TAPS, STYLE_TAPS)
-    from stylejax.losses import style as sl
-
-    sf = nst.extract_features(extraction, state, jnp.asarray(style)[None], STYLE_TAPS)
-    aux = {"state": state,
-           "content": nst.extract_features(extraction, state, jnp.asarray(content)[None],
-                                           CONTENT_TAPS),
-           "style": {t: sl.gram(sf[t])[0] for t in STYLE_TAPS}, "masks": None,
-           "content_weight": jnp.float32(config.content_weight),
-           "style_weights": {t: jnp.float32(config.style_weight) for t in STYLE_TAPS}}
-    step, init = nst.make_step(loss_fn, config)
+        net = features.VGGFeatures(vgg.vgg19("random", seed=0, remat=remat))
+    config = gatys.GatysConfig(steps=1, content_taps=CONTENT_TAPS, style_taps=STYLE_TAPS,
+                               normalize=False, content_weight=engine.THESIS_CONTENT_WEIGHT,
+                               style_weight=engine.THESIS_STYLE_WEIGHT)
+    loss_fn, aux = gatys.prepare(content, style, extractor=net, config=config)
+    step, init = engine.make_step(loss_fn, config.optimizer, config.learning_rate)
     image = jnp.array(content)
-    holder = {"image": image, "state": nst.fresh_state(init, image)}
+    holder = {"image": image, "state": engine.fresh_state(init, image)}
 
     def run_step():
         holder["image"], holder["state"], value = step(holder["image"], holder["state"], aux)

@@ -190,9 +190,8 @@ def masks_from_labels(content_labels, style_labels=None, *, labels: Sequence[int
 # ------------------------------------------------------------------- the method
 
 
-def _run_one(loss_fn: GatysLoss, start_image, targets, masks, features, config, *,
-             progress: bool, desc: str):
-    """Optimise from ``start_image``; returns ``(image, history, seconds, first, L0)``."""
+def _aux(loss_fn: GatysLoss, start_image, targets, masks, features, config):
+    """The step's ``aux`` for a run from ``start_image`` and the raw style terms there."""
     taps = loss_fn.content_taps + loss_fn.style_taps
     feats = features(start_image[None], tuple(dict.fromkeys(taps)))
     content = {t: feats[t] for t in loss_fn.content_taps}
@@ -204,9 +203,16 @@ def _run_one(loss_fn: GatysLoss, start_image, targets, masks, features, config, 
         style_energies={t: engine.gram_energy(targets[t]).sum() for t in loss_fn.style_taps})
     aux = {"state": features.state, "content": content, "style": targets, "masks": masks,
            "content_weights": alphas, "style_weights": betas}
+    return aux, {t: float(v) for t, v in initial.items()}
+
+
+def _run_one(loss_fn: GatysLoss, start_image, targets, masks, features, config, *,
+             progress: bool, desc: str):
+    """Optimise from ``start_image``; returns ``(image, history, seconds, first, L0)``."""
+    aux, initial = _aux(loss_fn, start_image, targets, masks, features, config)
     image, history, seconds, first = engine.optimize(loss_fn, start_image, aux, config,
                                                      progress=progress, desc=desc)
-    return image, history, seconds, first, {t: float(v) for t, v in initial.items()}
+    return image, history, seconds, first, initial
 
 
 class _Features:
@@ -324,6 +330,27 @@ def gatys(content, style, *, extractor, config: GatysConfig = GatysConfig(),
                           time.perf_counter() - start, float(sum(h[0] for h in histories)),
                           float(sum(h[-1] for h in histories)), np.concatenate(histories),
                           extra)
+
+
+def prepare(content, style, *, extractor, config: GatysConfig = GatysConfig()):
+    """The basic variant's problem as :func:`gatys` builds it, for benchmarks and custom loops.
+
+    Args:
+      content, style, extractor, config: as :func:`gatys` (one style image).
+    Returns:
+      ``(loss_fn, aux)``: the :class:`GatysLoss` and the step argument ``aux`` (targets,
+      extractor state, normalised weights); ``engine.make_step(loss_fn)`` then runs it
+      from ``content``.
+    """
+    content = as_image(content, "content")
+    style = as_styles(style, content)[0]
+    content_taps, style_taps = config.taps(extractor)
+    extraction, state = engine.Extraction.of(extractor)
+    loss_fn = GatysLoss(extraction, content_taps, style_taps)
+    features = _Features(extraction, state)
+    sf = features(style[None], tuple(dict.fromkeys(content_taps + style_taps)))
+    targets = {t: style_losses.gram(sf[t])[0] for t in style_taps}
+    return loss_fn, _aux(loss_fn, content, targets, None, features, config)[0]
 
 
 class Gatys:

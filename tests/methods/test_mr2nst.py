@@ -167,8 +167,7 @@ def test_patch_starts_follow_the_paper_layout():
 
 class SmallDiscriminator(nnx.Module):
     """Conv-BatchNorm-linear stand-in for the ResNet-18 discriminator: the same GAN code
-    path (parameters and BatchNorm statistics) at a fraction of ResNet-18's compile time
-    (measured ~25 s of CPU for the ResNet-18 GAN step on this machine)."""
+    path (parameters and BatchNorm statistics) at a fraction of ResNet-18's compile time."""
 
     def __init__(self, rngs):
         self.conv = nnx.Conv(1, 4, (3, 3), strides=(2, 2), rngs=rngs)
