@@ -79,11 +79,37 @@ def adain(content_features, style_features, eps: float = 1e-5) -> jax.Array:
     return (x - mu_c[:, None, None, :]) * scale + mu_s[:, None, None, :]
 
 
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
 def reflect_conv3x3(x, kernel, bias) -> jax.Array:
-    """3x3 convolution with reflect padding (``torch.nn.ReflectionPad2d(1)`` + conv), NHWC/HWIO."""
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-    y = jax.lax.conv_general_dilated(xp, kernel, (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """3x3 convolution with reflect padding (``torch.nn.ReflectionPad2d(1)`` + conv), NHWC/HWIO.
+
+    Computed as the zero-padded ('SAME') convolution plus the contributions of the
+    reflected border rows and columns (thin 1x3 / 3x1 convolutions added to the edge
+    rows and columns), which is exact and avoids materialising a padded copy: on XLA's
+    CPU backend ``jnp.pad(mode="reflect")`` followed by a 'VALID' convolution took about
+    3x as long as the 'SAME' convolution alone.
+
+    Args:
+      x: ``[N, H, W, Cin]`` with H, W >= 2; kernel ``[3, 3, Cin, Cout]``; bias ``[Cout]``.
+    Returns:
+      ``[N, H, W, Cout]``.
+    """
+    h, w = x.shape[1:3]
+    if h < 2 or w < 2:
+        raise ValueError(f"reflect padding needs at least 2x2 pixels (got {h}x{w})")
+    conv = lambda a, k, pad: jax.lax.conv_general_dilated(a, k, (1, 1), pad,
+                                                          dimension_numbers=_DN)
+    y = conv(x, kernel, "SAME")
+    # Top and bottom pad rows (x[1] and x[H-2]) reach output rows 0 and H-1 through kernel
+    # rows 0 and 2; the pad columns of those rows are zero here and handled below.
+    y = y.at[:, :1].add(conv(x[:, 1:2], kernel[:1], ((0, 0), (1, 1))))
+    y = y.at[:, h - 1:].add(conv(x[:, h - 2:h - 1], kernel[2:], ((0, 0), (1, 1))))
+    # Left and right pad columns (corners included: taken from the row-reflected input).
+    rows = jnp.concatenate([x[:, 1:2], x, x[:, h - 2:h - 1]], axis=1)
+    y = y.at[:, :, :1].add(conv(rows[:, :, 1:2], kernel[:, :1], "VALID"))
+    y = y.at[:, :, w - 1:].add(conv(rows[:, :, w - 2:w - 1], kernel[:, 2:], "VALID"))
     return y + bias
 
 

@@ -54,6 +54,14 @@ def test_reflect_conv_matches_reflect_padded_correlation():
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
     manual = sum(padded[:, i:i + 6, j:j + 7, :] @ k[i, j] for i in range(3) for j in range(3)) + b
     np.testing.assert_allclose(got, manual, rtol=1e-4, atol=1e-4)
+    for h, w in ((2, 2), (2, 3), (3, 2)):                 # smallest maps: borders overlap
+        small = x[:, :h, :w]
+        padded = np.pad(small, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        manual = sum(padded[:, i:i + h, j:j + w] @ k[i, j] for i in range(3) for j in range(3))
+        np.testing.assert_allclose(am.reflect_conv3x3(jnp.asarray(small), k, b), manual + b,
+                                   rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="at least 2x2"):
+        am.reflect_conv3x3(jnp.asarray(x[:, :1]), k, b)
 
 
 def test_nearest_upsampling():
