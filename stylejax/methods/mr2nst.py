@@ -24,15 +24,14 @@ Choices the paper leaves open (documented here, not in it):
   references (assumed to share the content's pixel spacing) are resized by the factor
   that takes that scale's patches to the working size before their Grams are taken.
 * All patches of all scales share one working shape and are optimised as one batch
-  whose loss is the *sum* of the per-patch losses. Adam's update is per coordinate, so
+  whose loss is the *mean* of the per-patch losses. Adam's update is per coordinate, so
   this equals optimising every patch on its own, with one compilation instead of three.
   ``patch_batch`` bounds the batch when memory is short.
-* The loss is the mean over patches of each patch's Gatys loss. Its terms are the thesis'
-  (``stylejax.losses.style``; the paper's 1/(4N^2) in Eq. 3 and missing 1/2 in Eq. 2 are
-  constant factors absorbed into the weights), normalised per patch as in
-  :mod:`stylejax.methods.engine` (each style layer by its value at the patch's start,
-  each content layer by its target's energy), so ``content_weight``/``style_weight``
-  mean the same as for :mod:`stylejax.methods.gatys`.
+* A patch's loss is the Gatys loss with the thesis' terms (``stylejax.losses.style``; the
+  paper's 1/(4N^2) in Eq. 3 and missing 1/2 in Eq. 2 are constant factors absorbed into
+  the weights), normalised per patch as in :mod:`stylejax.methods.engine` (each style
+  layer by its value at the patch's start, each content layer by its target's energy),
+  so ``content_weight``/``style_weight`` mean the same as for :mod:`stylejax.methods.gatys`.
 * The generator minimises the non-saturating ``-log D(R(S))`` instead of
   ``log(1 - D(R(S)))`` (Goodfellow et al. 2014: same fixed point, usable early gradients).
 """
