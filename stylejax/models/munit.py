@@ -1,0 +1,342 @@
+"""MUNIT-style generators with AdaConv (or AdaIN) decoders and a bidirectional ConvLSTM over
+time, for DCE-MRI series (Huang et al. ECCV 2018, adapted as in the DCE-MRI paper).
+
+Per domain (contrast-enhanced "ce" and non-enhanced "non_ce") a :class:`Generator` holds
+
+* a **content encoder** (shared by all time points): 7x7 conv (``dim``), ``n_down`` 4x4
+  stride-2 convs doubling the width, ``n_res`` residual blocks; instance norm and ReLU
+  everywhere, reflect padding -> content code ``[h, w, C]`` with ``h = H / 2^n_down``,
+  ``C = dim 2^n_down``;
+* a **bidirectional ConvLSTM** (:mod:`stylejax.models.convlstm`) over the T content codes
+  of a series, so that structure visible in some phases informs every frame;
+* a **style encoder**: 7x7 conv, ``n_style_down`` 4x4 stride-2 convs (width doubling twice,
+  then constant), ReLU, no normalisation (MUNIT), adaptive average pooling to
+  ``style_size x style_size`` and a 1x1 conv -> style code ``[k, k, S]`` per frame. AdaConv
+  uses a 3x3 descriptor (its spatial kernels follow its layout); MUNIT's AdaIN a 1x1 one;
+* a **decoder**: ``n_res`` style blocks ``x + conv3(mod_2(conv3(relu(mod_1(x)))))`` where
+  ``mod`` is
+  :class:`~stylejax.models.adaconv.AdaConv` (kernels predicted from the style code, applied
+  to instance-normalised features, then the ordinary conv) or, for the ablation, AdaIN
+  with ``gamma, beta`` from one MLP over the style code (MUNIT); then ``n_down`` times
+  nearest 2x upsampling, 5x5 conv halving the width, layer norm (over H, W, C, per-channel
+  affine) and ReLU; a 7x7 conv to one channel and ``(1 + tanh) / 2`` -> images in (0, 1).
+
+:class:`MUNIT` pairs the CE and non-CE generators; translation takes the content of one
+domain and the style of the other (MUNIT's ``x_ab = G_b(E^c_a(x_a), s_b)``).
+
+Series are ``[B, T, H, W]`` (frames of one series in time order); content codes
+``[B, T, h, w, C]``; style codes ``[B, T, k, k, S]``. Layout NHWC throughout.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from stylejax.models.adaconv import AdaConv, AdaIN, adaptive_avg_pool, instance_norm
+from stylejax.models.convlstm import BiConvLSTM
+
+__all__ = ["MODULATIONS", "ContentEncoder", "StyleEncoder", "Decoder", "Generator", "MUNIT"]
+
+MODULATIONS = ("adaconv", "adain")
+
+
+class _Conv(nnx.Module):
+    """Conv with explicit reflect padding ``k // 2`` (or ``pad``), optional stride."""
+
+    def __init__(self, cin, cout, k, stride=1, pad=None, *, rngs):
+        self.pad = k // 2 if pad is None else pad
+        self.conv = nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="VALID",
+                             rngs=rngs)
+
+    def __call__(self, x):
+        p = self.pad
+        if p:
+            x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+        return self.conv(x)
+
+
+class LayerNorm2d(nnx.Module):
+    """Per-sample normalisation over ``(H, W, C)`` with a per-channel affine (MUNIT's LN)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        self.eps = eps
+        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+
+    def __call__(self, x):
+        mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=(1, 2, 3), keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+
+
+class _ResBlock(nnx.Module):
+    def __init__(self, c, *, rngs):
+        self.conv1 = _Conv(c, c, 3, rngs=rngs)
+        self.conv2 = _Conv(c, c, 3, rngs=rngs)
+
+    def __call__(self, x):
+        h = jax.nn.relu(instance_norm(self.conv1(x)))
+        return x + instance_norm(self.conv2(h))
+
+
+class ContentEncoder(nnx.Module):
+    """Image ``[N, H, W, 1]`` -> content code ``[N, H / 2^n_down, W / 2^n_down, dim 2^n_down]``."""
+
+    def __init__(self, dim: int = 64, n_down: int = 2, n_res: int = 4, *, rngs: nnx.Rngs):
+        self.stem = _Conv(1, dim, 7, rngs=rngs)
+        self.down = nnx.List([_Conv(dim * 2 ** i, dim * 2 ** (i + 1), 4, 2, 1, rngs=rngs)
+                              for i in range(n_down)])
+        self.res = nnx.List([_ResBlock(dim * 2 ** n_down, rngs=rngs) for _ in range(n_res)])
+        self.channels = dim * 2 ** n_down
+
+    def __call__(self, x):
+        x = jax.nn.relu(instance_norm(self.stem(x)))
+        for conv in self.down:
+            x = jax.nn.relu(instance_norm(conv(x)))
+        for block in self.res:
+            x = block(x)
+        return x
+
+
+class StyleEncoder(nnx.Module):
+    """Image ``[N, H, W, 1]`` -> style code ``[N, size, size, style_dim]``."""
+
+    def __init__(self, dim: int = 64, n_down: int = 4, style_dim: int = 8, size: int = 3, *,
+                 rngs: nnx.Rngs):
+        widths = [dim] + [dim * 2 ** min(i + 1, 2) for i in range(n_down)]
+        self.stem = _Conv(1, dim, 7, rngs=rngs)
+        self.down = nnx.List([_Conv(a, b, 4, 2, 1, rngs=rngs)
+                              for a, b in zip(widths[:-1], widths[1:])])
+        self.out = nnx.Conv(widths[-1], style_dim, (1, 1), rngs=rngs)
+        self.size, self.style_dim = int(size), int(style_dim)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.stem(x))
+        for conv in self.down:
+            x = jax.nn.relu(conv(x))
+        return self.out(adaptive_avg_pool(x, self.size))
+
+
+class _StyleBlock(nnx.Module):
+    """``x + conv3(mod_2(conv3(relu(mod_1(x)))))``; ``mod`` is AdaConv or AdaIN."""
+
+    def __init__(self, c, style_dim, style_size, modulation, spatial_groups, pointwise_groups,
+                 *, rngs):
+        self.modulation = modulation
+        if modulation == "adaconv":
+            kw = dict(style_size=style_size, spatial_groups=spatial_groups,
+                      pointwise_groups=pointwise_groups, rngs=rngs)
+            self.mod1 = AdaConv(c, style_dim, **kw)
+            self.mod2 = AdaConv(c, style_dim, **kw)
+        else:
+            self.mod1, self.mod2 = AdaIN(c), AdaIN(c)
+        self.conv1 = _Conv(c, c, 3, rngs=rngs)
+        self.conv2 = _Conv(c, c, 3, rngs=rngs)
+
+    def __call__(self, x, style, adain_params=None):
+        if self.modulation == "adaconv":
+            h = self.conv1(jax.nn.relu(self.mod1(x, style)))
+            h = self.conv2(self.mod2(h, style))
+        else:
+            g1, b1, g2, b2 = adain_params
+            h = self.conv1(jax.nn.relu(self.mod1(x, g1, b1)))
+            h = self.conv2(self.mod2(h, g2, b2))
+        return x + h
+
+
+class Decoder(nnx.Module):
+    """Content code ``[N, h, w, C]`` + style code ``[N, k, k, S]`` -> image ``[N, H, W]``."""
+
+    def __init__(self, channels: int, n_up: int = 2, n_res: int = 4, style_dim: int = 8,
+                 style_size: int = 3, modulation: str = "adaconv", mlp_dim: int = 256,
+                 spatial_groups: int | None = None, pointwise_groups: int | None = None, *,
+                 rngs: nnx.Rngs):
+        if modulation not in MODULATIONS:
+            raise ValueError(f"modulation must be one of {MODULATIONS} (got {modulation!r})")
+        if channels % 2 ** n_up:
+            raise ValueError(f"channels ({channels}) must be divisible by 2^n_up ({2 ** n_up})")
+        self.modulation, self.channels, self.n_res = modulation, channels, n_res
+        self.blocks = nnx.List([_StyleBlock(channels, style_dim, style_size, modulation,
+                                            spatial_groups, pointwise_groups, rngs=rngs)
+                                for _ in range(n_res)])
+        if modulation == "adain":
+            n_params = 4 * n_res * channels
+            flat = style_dim * style_size * style_size
+            self.mlp = nnx.List([nnx.Linear(flat, mlp_dim, rngs=rngs),
+                                 nnx.Linear(mlp_dim, mlp_dim, rngs=rngs),
+                                 nnx.Linear(mlp_dim, n_params, rngs=rngs)])
+        self.up = nnx.List([_Conv(channels // 2 ** i, channels // 2 ** (i + 1), 5, rngs=rngs)
+                            for i in range(n_up)])
+        self.norms = nnx.List([LayerNorm2d(channels // 2 ** (i + 1)) for i in range(n_up)])
+        self.out = _Conv(channels // 2 ** n_up, 1, 7, rngs=rngs)
+
+    def adain_params(self, style: jax.Array) -> jax.Array:
+        """AdaIN ``[N, n_res, 4, C]`` (gamma_1, beta_1, gamma_2, beta_2 per block) from the MLP."""
+        h = style.reshape(style.shape[0], -1)
+        for i, layer in enumerate(self.mlp):
+            h = layer(h)
+            if i < len(self.mlp) - 1:
+                h = jax.nn.relu(h)
+        return h.reshape(style.shape[0], self.n_res, 4, self.channels)
+
+    def __call__(self, content: jax.Array, style: jax.Array) -> jax.Array:
+        x = content
+        params = self.adain_params(style) if self.modulation == "adain" else None
+        for i, block in enumerate(self.blocks):
+            x = block(x, style, None if params is None else tuple(
+                params[:, i, j] for j in range(4)))
+        for conv, norm in zip(self.up, self.norms):
+            n, h, w, c = x.shape
+            x = jnp.broadcast_to(x[:, :, None, :, None], (n, h, 2, w, 2, c)).reshape(
+                n, 2 * h, 2 * w, c)
+            x = jax.nn.relu(norm(conv(x)))
+        return 0.5 * (jnp.tanh(self.out(x)[..., 0]) + 1.0)
+
+
+class Generator(nnx.Module):
+    """Autoencoder of one domain: content encoder (+ BiConvLSTM over time), style encoder,
+    decoder.
+
+    Args:
+      dim: width of the first encoder layer (MUNIT 64; small values for CPU).
+      n_down: down-sampling steps of the content encoder (= up-sampling steps of the decoder).
+      n_res: residual blocks in the content encoder and style blocks in the decoder.
+      style_dim: channels ``S`` of the style code.
+      n_style_down: down-sampling steps of the style encoder.
+      style_size: spatial size ``k`` of the style code (default 3 for AdaConv, 1 for AdaIN).
+      modulation: ``"adaconv"`` or ``"adain"`` (the ablation).
+      temporal: run the bidirectional ConvLSTM over the content codes (False: the
+        "without ConvLSTM" ablation, frames independent).
+      lstm_hidden: hidden channels of each ConvLSTM direction (default ``C``).
+      mlp_dim: hidden width of the AdaIN MLP.
+      spatial_groups, pointwise_groups: AdaConv groups (defaults: depthwise, ``C // 8``).
+      rngs: ``nnx.Rngs``.
+    """
+
+    def __init__(self, *, dim: int = 64, n_down: int = 2, n_res: int = 4, style_dim: int = 8,
+                 n_style_down: int = 4, style_size: int | None = None,
+                 modulation: str = "adaconv", temporal: bool = True,
+                 lstm_hidden: int | None = None, mlp_dim: int = 256,
+                 spatial_groups: int | None = None, pointwise_groups: int | None = None,
+                 rngs: nnx.Rngs):
+        if modulation not in MODULATIONS:
+            raise ValueError(f"modulation must be one of {MODULATIONS} (got {modulation!r})")
+        for name, v, low in (("dim", dim, 1), ("n_down", n_down, 0), ("n_res", n_res, 0),
+                             ("style_dim", style_dim, 1), ("n_style_down", n_style_down, 0)):
+            if not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low} (got {v!r})")
+        size = (3 if modulation == "adaconv" else 1) if style_size is None else int(style_size)
+        self.n_down, self.n_style_down, self.style_size = n_down, n_style_down, size
+        self.temporal, self.modulation = bool(temporal), modulation
+        self.content_encoder = ContentEncoder(dim, n_down, n_res, rngs=rngs)
+        c = self.content_encoder.channels
+        self.style_encoder = StyleEncoder(dim, n_style_down, style_dim, size, rngs=rngs)
+        self.lstm = BiConvLSTM(c, lstm_hidden, rngs=rngs) if temporal else None
+        self.decoder = Decoder(c, n_down, n_res, style_dim, size, modulation, mlp_dim,
+                               spatial_groups, pointwise_groups, rngs=rngs)
+
+    # --------------------------------------------------------------------- checks
+    def check_series(self, series, name: str = "series") -> jax.Array:
+        """Validate ``[B, T, H, W]`` (static checks; values too when concrete)."""
+        shape = tuple(np.shape(series))
+        if len(shape) != 4:
+            raise ValueError(f"{name} must be [B, T, H, W] (got shape {shape})")
+        b, t, h, w = shape
+        if self.temporal and t < 2:
+            raise ValueError(f"{name} has {t} frame(s); the bidirectional ConvLSTM needs >= 2")
+        step = 2 ** self.n_down
+        if h % step or w % step:
+            raise ValueError(f"{name} frames of {h}x{w} must be divisible by 2^n_down = {step}")
+        if min(h, w) >> self.n_style_down < self.style_size:
+            raise ValueError(f"{name} frames of {h}x{w} are too small for {self.n_style_down} "
+                             f"style down-samplings and a {self.style_size}x{self.style_size} "
+                             "style code")
+        if not isinstance(series, jax.core.Tracer) and not np.all(np.isfinite(series)):
+            raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+        return jnp.asarray(series, jnp.float32)
+
+    # --------------------------------------------------------------------- parts
+    def encode_content(self, series) -> jax.Array:
+        """``[B, T, H, W]`` -> content codes ``[B, T, h, w, C]`` (after the ConvLSTM)."""
+        x = self.check_series(series)
+        b, t, h, w = x.shape
+        c = self.content_encoder(x.reshape(b * t, h, w, 1))
+        c = c.reshape((b, t) + c.shape[1:])
+        return self.lstm(c) if self.lstm is not None else c
+
+    def encode_style(self, series) -> jax.Array:
+        """``[B, T, H, W]`` -> style codes ``[B, T, k, k, S]``, one per frame."""
+        x = self.check_series(series)
+        b, t, h, w = x.shape
+        s = self.style_encoder(x.reshape(b * t, h, w, 1))
+        return s.reshape((b, t) + s.shape[1:])
+
+    def encode(self, series) -> tuple[jax.Array, jax.Array]:
+        """``(content [B, T, h, w, C], style [B, T, k, k, S])``."""
+        return self.encode_content(series), self.encode_style(series)
+
+    def decode(self, content: jax.Array, style: jax.Array) -> jax.Array:
+        """Content ``[B, T, h, w, C]`` and style ``[B, T, k, k, S]`` (or ``[B, k, k, S]``,
+        the same style for every frame) -> images ``[B, T, H, W]`` in (0, 1)."""
+        if content.ndim != 5:
+            raise ValueError(f"content must be [B, T, h, w, C] (got {tuple(content.shape)})")
+        b, t = content.shape[:2]
+        if style.ndim == 4:
+            style = jnp.broadcast_to(style[:, None], (b, t) + style.shape[1:])
+        if style.ndim != 5 or style.shape[:2] != (b, t):
+            raise ValueError(f"style must be [B, T, k, k, S] or [B, k, k, S] matching content "
+                             f"[{b}, {t}, ...] (got {tuple(style.shape)})")
+        y = self.decoder(content.reshape((b * t,) + content.shape[2:]),
+                         style.reshape((b * t,) + style.shape[2:]))
+        return y.reshape((b, t) + y.shape[1:])
+
+    def __call__(self, series) -> jax.Array:
+        """Within-domain reconstruction ``decode(*encode(series))``, ``[B, T, H, W]``."""
+        return self.decode(*self.encode(series))
+
+
+class MUNIT(nnx.Module):
+    """The CE and non-CE generators of the DCE-MRI model.
+
+    Args:
+      rngs: ``nnx.Rngs``; every other keyword goes to both :class:`Generator`\\ s.
+    Attributes:
+      ce, non_ce: the two generators.
+    """
+
+    DOMAINS = ("ce", "non_ce")
+
+    def __init__(self, *, rngs: nnx.Rngs, **generator_kwargs):
+        self.ce = Generator(rngs=rngs, **generator_kwargs)
+        self.non_ce = Generator(rngs=rngs, **generator_kwargs)
+
+    def generator(self, domain: str) -> Generator:
+        if domain not in self.DOMAINS:
+            raise ValueError(f"domain must be one of {self.DOMAINS} (got {domain!r})")
+        return self.ce if domain == "ce" else self.non_ce
+
+    def translate(self, series, *, to: str, style_series=None, style_code=None) -> jax.Array:
+        """Translate a series into domain ``to`` with the other domain's content encoder.
+
+        Args:
+          series: ``[B, T, H, W]`` of the source domain (the one that is not ``to``).
+          to: ``"ce"`` (add contrast enhancement) or ``"non_ce"`` (remove it).
+          style_series: ``[B, T, H, W]`` of the target domain whose per-frame styles to use;
+          style_code: or the codes directly, ``[B, T, k, k, S]`` or ``[B, k, k, S]`` (e.g.
+            drawn from N(0, I) as in MUNIT). Exactly one of the two.
+        Returns:
+          ``[B, T, H, W]`` in (0, 1).
+        """
+        target = self.generator(to)
+        source = self.non_ce if to == "ce" else self.ce
+        if (style_series is None) == (style_code is None):
+            raise ValueError("give exactly one of style_series and style_code")
+        if style_series is not None:
+            if np.shape(style_series)[:2] != np.shape(series)[:2]:
+                raise ValueError(f"style_series {tuple(np.shape(style_series))} must have the "
+                                 f"batch and frames of series {tuple(np.shape(series))}")
+            style_code = target.encode_style(style_series)
+        return target.decode(source.encode_content(series), jnp.asarray(style_code))
