@@ -69,7 +69,8 @@ def test_help_lists_generated_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--method {gatys,mr2nst}", "--content-weight", "--no-normalize", "--lr",
                  "--work-size", "--no-histogram", "--refiner-steps", "--content-labels",
-                 "gatys options", "mr2nst options", "examples:", "(default: gatys 300, mr2nst 400)"):
+                 "gatys options", "mr2nst options", "examples:",
+                 "(default: gatys 300, mr2nst 400)"):
         assert flag in out
     assert "--remat" not in out  # removed: it raised peak memory (issue 15)
 

@@ -18,7 +18,7 @@ from skimage import data, transform
 
 from stylejax.losses import style as sl
 from stylejax.methods import engine, gatys as G
-from stylejax.models import features, vgg
+from stylejax.models import features
 
 CONTENT_TAPS = ("relu2_2",)
 STYLE_TAPS = ("relu1_1", "relu2_1")
@@ -114,7 +114,8 @@ def test_average_and_local_reuse_the_compiled_step(net, style_features, images):
                   config=dataclasses.replace(CFG, variant="average"))
     fa, fb = style_features(style_a[None]), style_features(style_b[None])
     grams = {t: (np_gram(fa[t]) + np_gram(fb[t])) / 2 for t in STYLE_TAPS}
-    assert avg.loss_initial == pytest.approx(np_style_loss(style_features, content, grams), rel=1e-4)
+    want = np_style_loss(style_features, content, grams)
+    assert avg.loss_initial == pytest.approx(want, rel=1e-4)
     assert avg.loss_final < avg.loss_initial
 
     local = G.gatys(content, style_a, extractor=net, content_labels=labels,
@@ -139,8 +140,8 @@ def test_augmented_matches_eq_3_1_and_eq_2_5(net, style_features, images):
     sf = style_features(style_sq[None])
     grams = {t: [np_gram(np.asarray(sf[t]) * np.asarray(m)[None, ..., None]) / float(m.mean())
                  for m in masks[t]] for t in STYLE_TAPS}
-    assert result.loss_initial == pytest.approx(np_style_loss(style_features, content, grams, masks),
-                                                rel=1e-4)
+    want = np_style_loss(style_features, content, grams, masks)
+    assert result.loss_initial == pytest.approx(want, rel=1e-4)
     assert result.loss_final < result.loss_initial
 
     # Eq. 2.5: the style has its own label map (and may have another size)

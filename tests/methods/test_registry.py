@@ -55,7 +55,8 @@ def test_extractor_taps_are_listed_without_weights():
     vgg19 = extractors.extractor_taps("vgg19")
     assert vgg19["style"] == ("relu1_1", "relu2_1", "relu3_1", "relu5_1")
     assert vgg19["content"] == ("relu5_2",) and "pool5" in vgg19["valid"]
-    assert "relu5_4" in vgg19["valid"] and "relu5_4" not in extractors.extractor_taps("vgg16")["valid"]
+    assert "relu5_4" in vgg19["valid"]
+    assert "relu5_4" not in extractors.extractor_taps("vgg16")["valid"]
     stylex = extractors.extractor_taps("stylex")
     assert stylex["valid"] == ("stem", "pool", "stage1", "stage2", "stage3", "stage4")
     assert stylex["content"] == ("stage3",)

@@ -42,8 +42,9 @@ def test_vgg_features_list_taps_and_match_the_network(images):
     assert ext.valid_taps[:4] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2")
     assert set(ext.style_taps + ext.content_taps) <= set(ext.valid_taps)
     assert len(features.vgg_taps("vgg16")) < len(features.vgg_taps("vgg19"))
-    out = ext(images[:1, :16, :16], taps=("relu1_1",))
-    np.testing.assert_array_equal(out["relu1_1"], net(images[:1, :16, :16], taps=("relu1_1",))["relu1_1"])
+    small = images[:1, :16, :16]
+    np.testing.assert_array_equal(ext(small, taps=("relu1_1",))["relu1_1"],
+                                  net(small, taps=("relu1_1",))["relu1_1"])
     with pytest.raises(ValueError, match="valid taps"):
         ext(images, taps=("relu9_9",))
     with pytest.raises(ValueError, match="vgg16"):
