@@ -1,4 +1,5 @@
-"""Public synthetic-mammogram interface (implementation in :mod:`stylejax.data.phantom`).
+"""Public synthetic-data interface: mammograms (:mod:`stylejax.data.phantom`) and CT
+slices with reconstruction-kernel styles (:mod:`stylejax.data.ct`).
 
 Example::
 
@@ -12,8 +13,11 @@ from stylejax.data.phantom import (  # noqa: F401
     BACKGROUND, BETA_PRIOR, CALCIFICATION, FAT, FIBROGLANDULAR, LABEL_COLORS, LABEL_NAMES,
     MU, PECTORAL, SKIN, VIEWS, Mammogram, MammogramBatch, label_rgb, log_display,
     mammogram, mammograms, powerlaw_noise)
+from stylejax.data.ct import CT, CTSlices, ct, ct_kernels, ct_labels, ct_slices  # noqa: F401
+from stylejax.data.ct import window as ct_window  # noqa: F401
 
 __all__ = ["mammogram", "mammograms", "Mammogram", "MammogramBatch", "powerlaw_noise",
            "log_display", "label_rgb", "BACKGROUND", "FAT", "FIBROGLANDULAR", "SKIN",
            "PECTORAL", "CALCIFICATION", "LABEL_NAMES", "LABEL_COLORS", "VIEWS",
-           "BETA_PRIOR", "MU"]
+           "BETA_PRIOR", "MU",
+           "ct", "ct_slices", "ct_kernels", "ct_labels", "ct_window", "CT", "CTSlices"]
