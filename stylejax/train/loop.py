@@ -187,7 +187,9 @@ def _all_finite(tree):
 def jit_step(step_fn: Callable, mesh) -> Callable:
     """The compiled ``(state, batch, base_key, i) -> (state, metrics)`` that :func:`run`
     calls: ``step_fn(state, batch, jax.random.fold_in(base_key, i))`` with the state
-    donated and state and metrics replicated over ``mesh``."""
+    donated and state and metrics replicated over ``mesh``. Input shardings are the
+    arguments' own: :func:`run` passes the key replicated over ``mesh`` and ``i`` as
+    ``np.int32`` (calls placed the same way share its compilation)."""
     replicated = NamedSharding(mesh, P())
 
     def step(state, batch, base_key, i):

@@ -13,6 +13,8 @@ import os
 import jax
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from stylejax import cli
 from stylejax.metrics import stylex
@@ -146,7 +148,8 @@ def test_sharded_step_equals_single_device_step(source):
         mesh = loop.make_mesh(devices)
         state = simsiam.init_state(CFG, mesh)
         step = loop.jit_step(simsiam.make_train_step(CFG), mesh)
-        key = jax.random.key(CFG.seed)
+        # Placed as loop.run places it: the 8-device program is the smoke run's.
+        key = jax.device_put(jax.random.key(CFG.seed), NamedSharding(mesh, P()))
         new, metrics = step(state, loop.shard_batch(batch, mesh, CFG.batch_size), key,
                             np.int32(0))
         outs.append((jax.device_get(new), jax.device_get(metrics)))
