@@ -103,7 +103,9 @@ class Task(Protocol):
     def init(self, cfg, mesh):
         """The initial state: a pytree of jax arrays replicated over ``mesh``
         (``NamedSharding(mesh, P())``), e.g. ``nnx.split`` states and optax states
-        of any number of networks and optimisers. It is what checkpoints hold."""
+        of any number of networks and optimisers. It is what checkpoints hold. The
+        loop donates it to the first step: return arrays nobody else holds (copy a
+        module's arrays you keep); a buffer used by two leaves is copied."""
 
     def batches(self, cfg, mesh, workdir) -> Callable[[int], Any]:
         """A function ``step -> batch`` (a pytree of jax arrays, batch axis sharded on
@@ -174,6 +176,30 @@ def host_copy(tree):
     """
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
                         if isinstance(x, jax.Array) else x, tree)
+
+
+def _private(tree):
+    """``tree`` with every array whose buffers another leaf already uses copied: the
+    state is donated, and XLA refuses to donate one buffer twice."""
+    seen = set()
+
+    def pointers(x):
+        try:
+            return tuple(shard.data.unsafe_buffer_pointer() for shard in x.addressable_shards)
+        except Exception:  # e.g. typed PRNG keys: left as they are
+            return ()
+
+    def one(x):
+        if not isinstance(x, jax.Array):
+            return x
+        buffers = pointers(x)
+        if seen.intersection(buffers):
+            x = jax.device_put(x, x.sharding, may_alias=False)
+            buffers = pointers(x)
+        seen.update(buffers)
+        return x
+
+    return jax.tree.map(one, tree)
 
 
 @jax.jit
@@ -371,7 +397,7 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
             _write_atomic(join(workdir, CONFIG_FILE), cfg.to_json())
 
     batch = task.batches(cfg, mesh, workdir)
-    state = task.init(cfg, mesh)
+    state = _private(task.init(cfg, mesh))
     step_fn = jit_step(task.step(cfg, mesh), mesh)
     key = jax.device_put(jax.random.key(cfg.seed, impl=cfg.rng_impl), NamedSharding(mesh, P()))
     manager = checkpoint_manager(workdir, cfg.keep_checkpoints) if workdir is not None else None

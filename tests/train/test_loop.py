@@ -236,3 +236,15 @@ def test_config_base(tmp_path):
                     "def get_config():\n    return TrainConfig()\n")
     with pytest.raises(ValueError, match="must return a .*LinearConfig"):
         load_config(task, str(path))
+
+
+def test_a_buffer_used_twice_in_the_initial_state_is_copied_before_donation():
+    mesh = loop.make_mesh()
+    z = jax.device_put(jnp.arange(3.0), NamedSharding(mesh, P()))
+    other = jax.device_put(jnp.ones(2), NamedSharding(mesh, P()))
+    tree = loop._private(dict(a=z, b=jax.device_put(z, z.sharding), c=other, d=z))
+    pointers = [tree[k].addressable_shards[0].data.unsafe_buffer_pointer() for k in "abcd"]
+    assert len(set(pointers)) == 4 and tree["c"] is other
+    for k in "abd":
+        np.testing.assert_array_equal(np.asarray(tree[k]), [0.0, 1.0, 2.0])
+        assert tree[k].sharding == z.sharding
