@@ -18,6 +18,8 @@ import importlib
 TASKS: dict[str, tuple[str, str, str]] = {
     "simsiam": ("stylejax.train.simsiam", "TASK",
                 "the StyleX style encoder (SimSiam on LAP/vendor style pairs of phantoms)"),
+    "adain": ("stylejax.train.adain", "TASK",
+              "AdaIN decoders for CT kernel transfer (adain, contextual, context-aware)"),
 }
 
 
