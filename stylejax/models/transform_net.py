@@ -14,6 +14,9 @@ Layers (widths ``w1, w2, w3`` = 32, 64, 128 by default)::
   goes through a **sigmoid** (not Johnson's scaled tanh, which targeted 0..255).
 * Any size: each upsampled map is cropped to the size of the encoder map it mirrors, so
   odd sizes (e.g. 101x75) come back at their own size.
+* On the CPU backend the stride-1 convolutions after the first run as one matrix
+  product plus a shifted sum (:func:`conv_gemm`), which XLA's CPU backend runs faster
+  than its convolution (``conv_method`` overrides this).
 * Convolutions followed by instance norm have no bias (the norm removes it); instance
   norm has a learned per-channel scale and shift (epsilon 1e-5, biased variance, as
   ``torch.nn.InstanceNorm2d(affine=True)``).
@@ -74,17 +77,79 @@ def upsample2(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     return y[:, : size[0], : size[1]]
 
 
+def conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """Unpadded ('VALID') convolution of ``[N, H, W, Cin]`` with an HWIO kernel (XLA's conv)."""
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv_gemm(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+    """The same convolution as :func:`conv`, as one matrix product and a shifted sum.
+
+    ``z = x @ W`` with ``W`` reshaped to ``[Cin, k*k*Cout]`` gives every tap's
+    contribution at every input position; the output is ``sum_ij z[i::s, j::s, (i, j)]``
+    (one fused elementwise sum), at the cost of a ``k*k*Cout``-channel intermediate.
+    On XLA's CPU backend this beats its convolution for the stride-1 layers of this
+    network (by two orders of magnitude for the 9x9 ``Cout = 1`` output layer; see
+    ``experiments/benchmarks/transform_net_speed.py``); on GPUs/TPUs XLA's convolution
+    is the better choice.
+    """
+    k, _, cin, cout = kernel.shape
+    n, hp, wp, _ = x.shape
+    ho, wo = (hp - k) // stride + 1, (wp - k) // stride + 1
+    w = kernel.transpose(2, 0, 1, 3).reshape(cin, k * k * cout)
+    z = jnp.dot(x, w).reshape(n, hp, wp, k * k, cout)
+    out = None
+    for i in range(k):
+        for j in range(k):
+            tap = jax.lax.slice(z, (0, i, j, i * k + j, 0),
+                                (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1,
+                                 i * k + j + 1, cout), (1, stride, stride, 1, 1))[:, :, :, 0]
+            out = tap if out is None else out + tap
+    return out
+
+
+CONV_METHODS = ("auto", "xla", "gemm")
+
+
+def _use_gemm(method: str, cin: int, stride: int) -> bool:
+    if method == "auto":
+        return jax.default_backend() == "cpu" and stride == 1 and cin >= 16
+    return method == "gemm"
+
+
 class ConvLayer(nnx.Module):
-    """Reflect-padded ``k x k`` convolution (stride 1 or 2), NHWC / HWIO."""
+    """Reflect-padded ``k x k`` convolution (stride 1 or 2), NHWC activations, HWIO kernel.
+
+    Args:
+      cin, cout: channels; kernel: k; stride: 1 or 2.
+      use_bias: add a learned bias (off where instance norm follows).
+      method: ``"xla"`` (:func:`conv`), ``"gemm"`` (:func:`conv_gemm`) or ``"auto"``:
+        ``gemm`` on the CPU backend for stride 1 and ``cin >= 16``, else ``xla``
+        (decided when the layer is called, so one model serves both). All give the same
+        result up to float rounding.
+      rngs: ``nnx.Rngs``; the kernel is LeCun-normal (fan in), the bias zero.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1,
-                 use_bias: bool = False, rngs: nnx.Rngs):
+                 use_bias: bool = False, method: str = "auto", rngs: nnx.Rngs):
+        if method not in CONV_METHODS:
+            raise ValueError(f"method must be one of {CONV_METHODS} (got {method!r})")
         self.pad = kernel // 2
-        self.conv = nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
-                             padding="VALID", use_bias=use_bias, rngs=rngs)
+        self.stride = int(stride)
+        self.method = method
+        self.kernel = nnx.Param(nnx.initializers.lecun_normal()(
+            rngs.params(), (kernel, kernel, cin, cout), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32)) if use_bias else None
+
+    @property
+    def uses_gemm(self) -> bool:
+        return _use_gemm(self.method, self.kernel.shape[2], self.stride)
 
     def __call__(self, x):
-        return self.conv(reflect_pad(x, self.pad))
+        x = reflect_pad(x, self.pad)
+        y = (conv_gemm if self.uses_gemm else conv)(x, self.kernel[...], self.stride)
+        return y if self.bias is None else y + self.bias[...]
 
 
 class InstanceNorm(nnx.Module):
@@ -114,10 +179,10 @@ class NoiseInjection(nnx.Module):
 class ResidualBlock(nnx.Module):
     """``x + IN(conv(ReLU(IN(conv(x)))))`` with reflect-padded 3x3 convolutions."""
 
-    def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.conv1 = ConvLayer(channels, channels, 3, rngs=rngs)
+    def __init__(self, channels: int, *, method: str = "auto", rngs: nnx.Rngs):
+        self.conv1 = ConvLayer(channels, channels, 3, method=method, rngs=rngs)
         self.norm1 = InstanceNorm(channels)
-        self.conv2 = ConvLayer(channels, channels, 3, rngs=rngs)
+        self.conv2 = ConvLayer(channels, channels, 3, method=method, rngs=rngs)
         self.norm2 = InstanceNorm(channels)
 
     def __call__(self, x):
@@ -134,27 +199,32 @@ class TransformNet(nnx.Module):
         tests.
       num_residual: residual blocks at width ``w3`` (5 in the thesis).
       noise: add the three noise-injection layers in the decoder.
+      conv_method: ``"auto"``, ``"xla"`` or ``"gemm"`` for every convolution (see
+        :class:`ConvLayer`); it changes speed and memory, not the function.
       rngs: ``nnx.Rngs`` for the initialisation.
     """
 
     def __init__(self, *, widths: Sequence[int] = DEFAULT_WIDTHS, num_residual: int = 5,
-                 noise: bool = True, rngs: nnx.Rngs):
+                 noise: bool = True, conv_method: str = "auto", rngs: nnx.Rngs):
         widths = tuple(int(w) for w in widths)
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"widths must be three positive channel counts (got {widths})")
         if int(num_residual) < 0:
             raise ValueError(f"num_residual must be >= 0 (got {num_residual})")
+        if conv_method not in CONV_METHODS:
+            raise ValueError(f"conv_method must be one of {CONV_METHODS} (got {conv_method!r})")
         w1, w2, w3 = widths
         self.widths = widths
         self.num_residual = int(num_residual)
         self.noise = bool(noise)
-        self.conv1, self.norm1 = ConvLayer(1, w1, 9, rngs=rngs), InstanceNorm(w1)
-        self.conv2, self.norm2 = ConvLayer(w1, w2, 3, stride=2, rngs=rngs), InstanceNorm(w2)
-        self.conv3, self.norm3 = ConvLayer(w2, w3, 3, stride=2, rngs=rngs), InstanceNorm(w3)
-        self.residual = nnx.List([ResidualBlock(w3, rngs=rngs) for _ in range(num_residual)])
-        self.up1, self.norm4 = ConvLayer(w3, w2, 3, rngs=rngs), InstanceNorm(w2)
-        self.up2, self.norm5 = ConvLayer(w2, w1, 3, rngs=rngs), InstanceNorm(w1)
-        self.out = ConvLayer(w1, 1, 9, use_bias=True, rngs=rngs)
+        m = dict(method=conv_method, rngs=rngs)
+        self.conv1, self.norm1 = ConvLayer(1, w1, 9, **m), InstanceNorm(w1)
+        self.conv2, self.norm2 = ConvLayer(w1, w2, 3, stride=2, **m), InstanceNorm(w2)
+        self.conv3, self.norm3 = ConvLayer(w2, w3, 3, stride=2, **m), InstanceNorm(w3)
+        self.residual = nnx.List([ResidualBlock(w3, **m) for _ in range(num_residual)])
+        self.up1, self.norm4 = ConvLayer(w3, w2, 3, **m), InstanceNorm(w2)
+        self.up2, self.norm5 = ConvLayer(w2, w1, 3, **m), InstanceNorm(w1)
+        self.out = ConvLayer(w1, 1, 9, use_bias=True, **m)
         if self.noise:
             self.noise1, self.noise2 = NoiseInjection(w2), NoiseInjection(w1)
             self.noise3 = NoiseInjection(1)
@@ -348,6 +418,6 @@ def parameter_count(model: nnx.Module) -> int:
 
 
 __all__ = ["TransformNet", "ResidualBlock", "ConvLayer", "InstanceNorm", "NoiseInjection",
-           "reflect_pad", "instance_norm", "upsample2", "stylize", "average_style_features",
+           "reflect_pad", "instance_norm", "upsample2", "conv", "conv_gemm", "CONV_METHODS", "stylize", "average_style_features",
            "average_style_target", "style_target", "parameter_count", "DEFAULT_WIDTHS",
            "MIN_SIZE"]

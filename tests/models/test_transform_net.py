@@ -69,13 +69,18 @@ def _reference_conv(x, kernel, stride):
     return out[:, ::stride, ::stride]
 
 
-@pytest.mark.parametrize("kernel, stride, size", [(9, 1, (13, 10)), (3, 2, (11, 8))])
-def test_reflect_padded_conv_matches_numpy(kernel, stride, size):
-    layer = tn.ConvLayer(2, 3, kernel, stride=stride, rngs=nnx.Rngs(1))
-    x = np.random.default_rng(2).standard_normal((2, *size, 2)).astype(np.float32)
-    expected = _reference_conv(x.astype(np.float64), np.asarray(layer.conv.kernel[...],
-                                                                np.float64), stride)
-    np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), expected, rtol=1e-4, atol=1e-4)
+@pytest.mark.parametrize("kernel, stride, size, cin, cout", [
+    (9, 1, (13, 10), 2, 3), (9, 1, (12, 9), 3, 1), (3, 2, (11, 8), 3, 2)])
+def test_reflect_padded_conv_matches_numpy(kernel, stride, size, cin, cout):
+    x = np.random.default_rng(2).standard_normal((2, *size, cin)).astype(np.float32)
+    for method in ("xla", "gemm"):
+        layer = tn.ConvLayer(cin, cout, kernel, stride=stride, method=method, rngs=nnx.Rngs(1))
+        expected = _reference_conv(x.astype(np.float64),
+                                   np.asarray(layer.kernel[...], np.float64), stride)
+        np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), expected, rtol=1e-4,
+                                   atol=1e-4, err_msg=method)
+    auto = tn.ConvLayer(16, cout, 3, stride=stride, rngs=nnx.Rngs(0))
+    assert auto.uses_gemm == (stride == 1)          # the CPU rule (tests run on CPU)
     np.testing.assert_array_equal(np.asarray(tn.reflect_pad(jnp.asarray(x), 2)),
                                   np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect"))
 
@@ -210,6 +215,7 @@ def test_average_gram_over_images_of_different_sizes():
      "mode"),
     (lambda net: tn.average_style_target(_extractor, _images(2, 12, 12), ()), "empty"),
     (lambda net: tn.TransformNet(widths=(4, 8), rngs=nnx.Rngs(0)), "widths"),
+    (lambda net: tn.TransformNet(conv_method="fft", rngs=nnx.Rngs(0)), "conv_method"),
 ])
 def test_bad_input(call, match, small_net):
     with pytest.raises(ValueError, match=match):
