@@ -29,12 +29,13 @@ required); per-method defaults then apply when the flag is not given.
 
 from __future__ import annotations
 
+from stylejax.methods.adain import AdaIN
 from stylejax.methods.base import Method
 from stylejax.methods.gatys import Gatys
 from stylejax.methods.mr2nst import Mr2NST
 
 #: Every method by name, in the order ``--help`` lists them.
-METHODS: dict[str, Method] = {m.name: m for m in (Gatys(), Mr2NST())}
+METHODS: dict[str, Method] = {m.name: m for m in (Gatys(), Mr2NST(), AdaIN())}
 
 
 def get_method(name: str) -> Method:
