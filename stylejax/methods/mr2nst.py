@@ -41,14 +41,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import sys
 import time
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from stylejax._checks import check_image
@@ -57,6 +55,7 @@ from stylejax.methods import engine
 from stylejax.methods.base import TransferResult, check_choice, option
 from stylejax.models.refiner import Refiner
 from stylejax.models.resnet import TOTAL_STRIDE, ResNet18
+from stylejax.train.refiner import train_refiner
 
 LEVELS = (0, 1, 2)
 VARIANTS = ("full", "no-refiner", "ehm")
@@ -279,138 +278,8 @@ def patch_style_terms(features, targets) -> jax.Array:
     return engine.gram_energy(style_losses.gram(features) - targets)
 
 
-# ------------------------------------------------------------------ refiner GAN
-
-
-def _random_crops(key, pool, sizes, count: int, crop: int) -> jax.Array:
-    """``count`` random ``crop x crop`` windows from ``pool [n, Hmax, Wmax, ...]`` whose
-    item ``i`` is valid on ``sizes[i] = (h_i, w_i)``."""
-    k_item, k_y, k_x = jax.random.split(key, 3)
-    item = jax.random.randint(k_item, (count,), 0, pool.shape[0])
-    oy = jax.random.randint(k_y, (count,), 0, sizes[item, 0] - crop + 1)
-    ox = jax.random.randint(k_x, (count,), 0, sizes[item, 1] - crop + 1)
-    trailing = pool.shape[3:]
-
-    def one(i, y, x):
-        start = (y, x) + (0,) * len(trailing)
-        return jax.lax.dynamic_slice(pool[i], start, (crop, crop) + trailing)
-
-    return jax.vmap(one)(item, oy, ox)
-
-
-@functools.lru_cache(maxsize=8)
-def _gan_step(r_graph, d_graph, refiner_lr: float, disc_lr: float, crop: int, batch: int):
-    """``(step, init_r, init_d)``: the jitted GAN step (Eq. 7) ``(r_params, d_params,
-    d_stats, opt_r, opt_d, real_pool, real_sizes, fake_pool, fake_sizes, key) -> (...,
-    d_loss, g_loss)`` and the initialisers of its Adam states (beta1 0.5).
-
-    D minimises ``softplus(-D_real) + softplus(D_fake)`` (= ``-log D(real) - log(1 -
-    D(fake))`` on logits); then R minimises ``softplus(-D_fake)`` with the updated D.
-    Real and fake crops share one discriminator batch, so BatchNorm statistics never
-    tell them apart; the statistics of R's pass are discarded. Cached, so equal
-    architectures and settings reuse one compilation.
-    """
-    tx_r, tx_d = optax.adam(refiner_lr, b1=0.5), optax.adam(disc_lr, b1=0.5)
-
-    def logits(d_params, d_stats, real, fake):
-        d = nnx.merge(d_graph, d_params, d_stats, copy=True)
-        out = d(jnp.concatenate([real, fake])[..., None])[:, 0]
-        return out[:batch], out[batch:], nnx.state(d, nnx.BatchStat)
-
-    def step(r_params, d_params, d_stats, opt_r, opt_d, real_pool, real_sizes, fake_pool,
-             fake_sizes, key):
-        k_real, k_fake = jax.random.split(key)
-        real = _random_crops(k_real, real_pool, real_sizes, batch, crop)
-        fake_in = _random_crops(k_fake, fake_pool, fake_sizes, batch, crop)
-        fake = jax.lax.stop_gradient(nnx.merge(r_graph, r_params, copy=True)(fake_in))
-
-        def d_loss_fn(dp):
-            lr, lf, stats = logits(dp, d_stats, real, fake)
-            return jnp.mean(jax.nn.softplus(-lr)) + jnp.mean(jax.nn.softplus(lf)), stats
-
-        (d_loss, d_stats), grad = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
-        updates, opt_d = tx_d.update(grad, opt_d, d_params)
-        d_params = optax.apply_updates(d_params, updates)
-
-        def g_loss_fn(rp):
-            refined = nnx.merge(r_graph, rp, copy=True)(fake_in)
-            _, lf, _ = logits(d_params, d_stats, real, refined)
-            return jnp.mean(jax.nn.softplus(-lf))
-
-        g_loss, grad = jax.value_and_grad(g_loss_fn)(r_params)
-        updates, opt_r = tx_r.update(grad, opt_r, r_params)
-        r_params = optax.apply_updates(r_params, updates)
-        return r_params, d_params, d_stats, opt_r, opt_d, d_loss, g_loss
-
-    return jax.jit(step, donate_argnums=(0, 1, 2, 3, 4)), tx_r.init, tx_d.init
-
-
-def _pool(images: Sequence[np.ndarray]) -> tuple[jax.Array, jax.Array]:
-    """Zero-pad images ``[h_i, w_i, ...]`` into ``[n, Hmax, Wmax, ...]`` plus their sizes."""
-    hmax = max(im.shape[0] for im in images)
-    wmax = max(im.shape[1] for im in images)
-    pool = np.zeros((len(images), hmax, wmax) + images[0].shape[2:], np.float32)
-    for i, im in enumerate(images):
-        pool[i, :im.shape[0], :im.shape[1]] = im
-    sizes = np.array([im.shape[:2] for im in images], np.int32)
-    return jnp.asarray(pool), jnp.asarray(sizes)
-
-
-def train_refiner(refiner: Refiner, discriminator: nnx.Module, scales, references, *,
-                  steps: int, crop: int, batch: int = 4, refiner_lr: float = 1e-3,
-                  disc_lr: float = 2e-4, seed: int = 0, progress: bool = False) -> np.ndarray:
-    """Train the refiner as a GAN generator (Eq. 7) on random crops; updates both in place.
-
-    Args:
-      refiner: :class:`Refiner` with ``K`` scales.
-      discriminator: ``[B, c, c, 1] -> [B, 1]`` logits, e.g. ``ResNet18(num_outputs=1,
-        in_channels=1, ...)`` in training mode.
-      scales: ``[N, H, W, K]`` multi-scale transfers (the fake inputs).
-      references: list of ``[h, w]`` images in the target style (the real examples).
-      steps: GAN iterations; crop: crop side (>= 32 for a ResNet-18); batch: crops per
-        side per step.
-      refiner_lr / disc_lr: Adam step sizes (beta1 0.5, the usual GAN setting).
-      seed: crop sampling (``jax.random.fold_in(key, step)``).
-      progress: tqdm bar on stderr.
-    Returns:
-      ``[steps, 2]`` float64: discriminator and generator loss per step.
-    """
-    from tqdm.auto import tqdm
-
-    scales = np.asarray(scales, np.float32)
-    if scales.ndim != 4 or scales.shape[-1] != refiner.num_scales:
-        raise ValueError(f"scales must be [N, H, W, {refiner.num_scales}] (got "
-                         f"{scales.shape})")
-    refs = [np.asarray(r, np.float32) for r in references]
-    smallest = min([min(scales.shape[1:3])] + [min(r.shape[:2]) for r in refs])
-    if not TOTAL_STRIDE <= crop <= smallest:
-        raise ValueError(f"GAN crop {crop} must lie in [{TOTAL_STRIDE}, {smallest}] (the "
-                         "ResNet-18 minimum and the smallest image side)")
-    if steps < 0 or batch < 1:
-        raise ValueError(f"steps must be >= 0 and batch >= 1 (got {steps}, {batch})")
-    real_pool, real_sizes = _pool(refs)
-    fake_pool, fake_sizes = _pool(list(scales))
-    r_graph, r_params = nnx.split(refiner)
-    d_graph, d_params, d_stats = nnx.split(discriminator, nnx.Param, nnx.BatchStat)
-    step, init_r, init_d = _gan_step(r_graph, d_graph, float(refiner_lr), float(disc_lr),
-                                     int(crop), int(batch))
-    copy = functools.partial(jax.tree.map, jnp.copy)  # donated buffers must be private
-    r_params, d_params, d_stats = copy(r_params), copy(d_params), copy(d_stats)
-    opt_r, opt_d = copy(init_r(r_params)), copy(init_d(d_params))
-    key = jax.random.key(seed, impl="rbg")  # see _build
-    history = np.zeros((steps, 2))
-    for i in tqdm(range(steps), desc="mr2nst refiner GAN", disable=not progress,
-                  file=sys.stderr, leave=False):
-        r_params, d_params, d_stats, opt_r, opt_d, d_loss, g_loss = step(
-            r_params, d_params, d_stats, opt_r, opt_d, real_pool, real_sizes, fake_pool,
-            fake_sizes, jax.random.fold_in(key, i))
-        history[i] = float(d_loss), float(g_loss)
-    nnx.update(refiner, r_params)
-    nnx.update(discriminator, d_params, d_stats)
-    return history
-
-
 # --------------------------------------------------------------------- the method
+# (the refiner GAN is trained by stylejax.train.refiner.train_refiner)
 
 
 @dataclasses.dataclass(frozen=True)

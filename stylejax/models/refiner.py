@@ -3,7 +3,7 @@
 ``S_k`` are the style-transferred images of the K scales (full image, 2x2 patches, 4x4
 patches, each brought back to the original size), ``w_k`` are learned scale weights and
 ``r`` is a network of three 1x1 convolutions. The paper trains it as the generator of a
-GAN against a ResNet-18 discriminator (Eq. 7; see :func:`stylejax.methods.mr2nst.train_refiner`).
+GAN against a ResNet-18 discriminator (Eq. 7; see :func:`stylejax.train.refiner.train_refiner`).
 
 Design choices the paper leaves open:
 

@@ -78,28 +78,6 @@ def test_pad_pool_and_random_crops_against_numpy():
     assert found == {0, 1}
 
 
-def test_same_weights_as_the_inline_gan_of_methods_mr2nst():
-    """Same seed -> the same refiner and discriminator as the GAN this task replaces
-    (skipped once methods/mr2nst.py calls this module instead of its own copy)."""
-    try:
-        from stylejax.methods import mr2nst
-    except Exception as err:  # another helper's work in progress
-        pytest.skip(f"stylejax.methods.mr2nst does not import: {err}")
-    old = getattr(mr2nst, "train_refiner", None)
-    if old is None or old is R.train_refiner or not hasattr(mr2nst, "_gan_step"):
-        pytest.skip("methods/mr2nst.py no longer has its own refiner GAN")
-    fake, refs = _data()
-    results = []
-    for train in (old, R.train_refiner):
-        refiner, disc = Refiner(3, 4, rngs=_rbg(0)), SmallDiscriminator(_rbg(1))
-        history = train(refiner, disc, fake, refs, steps=4, crop=32, batch=2, seed=3)
-        results.append((history, _leaves(refiner), _leaves(disc)))
-    (h_old, r_old, d_old), (h_new, r_new, d_new) = results
-    np.testing.assert_array_equal(h_new, h_old)
-    for a, b in zip(r_new + d_new, r_old + d_old):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_gan_pulls_the_refined_image_toward_the_references():
     rng = np.random.default_rng(2)
     dark = (0.2 + 0.05 * rng.random((1, 40, 40, 3))).astype(np.float32)
