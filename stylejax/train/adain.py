@@ -47,6 +47,7 @@ from jax.sharding import PartitionSpec as P
 
 from stylejax.data.ct import ct_kernels, ct_slices
 from stylejax.models import features
+from stylejax.models import weights as weight_io
 from stylejax.models.adain import VARIANTS, AdaINNet, Decoder, stages_from_plan, variant_loss
 from stylejax.train import loop
 from stylejax.train.config import TrainConfig
@@ -123,8 +124,8 @@ def build_encoder(spec: dict):
     raise ValueError(f"unknown AdaIN encoder {name!r}; choose one of {', '.join(ENCODERS)}")
 
 
-def encoder_stages(spec: dict, extractor, content_tap: str, widths=None):
-    """Decoder stages mirroring ``extractor`` up to ``content_tap``.
+def encoder_stages(spec: dict, content_tap: str, widths=None):
+    """Decoder stages mirroring the encoder ``spec`` up to ``content_tap`` (no weights needed).
 
     ``widths`` (optional) replaces the channel counts of all stages but the deepest (whose
     width is the encoder's); the deepest stage's width is always the encoder's.
@@ -140,7 +141,8 @@ def encoder_stages(spec: dict, extractor, content_tap: str, widths=None):
         stages[-1] = (chans[content_tap], 2)
         stages = tuple(stages)
     else:
-        stages = stages_from_plan(extractor.plan, content_tap)
+        plan = tuple((kind, name) for kind, name, _ in weight_io.layer_plan("vgg19"))
+        stages = stages_from_plan(plan, content_tap)
     if widths:
         widths = tuple(int(w) for w in widths)
         if len(widths) != len(stages) - 1:
@@ -301,8 +303,7 @@ class AdaINTask:
         return self._encoder(json.dumps(cfg.encoder_spec(), sort_keys=True))
 
     def stages(self, cfg: AdaINConfig):
-        return encoder_stages(cfg.encoder_spec(), self.encoder(cfg), cfg.content_tap,
-                              cfg.decoder_widths)
+        return encoder_stages(cfg.encoder_spec(), cfg.content_tap, cfg.decoder_widths)
 
     def init(self, cfg: AdaINConfig, mesh):
         dec = Decoder(self.stages(cfg), 1, seed=cfg.seed)

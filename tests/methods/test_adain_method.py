@@ -1,0 +1,105 @@
+"""The feed-forward AdaIN method with the shipped CT decoders: contract, properties, CLI."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from stylejax import cli
+from stylejax.data import io
+from stylejax.data.ct import ct_slices
+from stylejax.methods import adain as M
+from stylejax.methods.registry import get_method
+from stylejax.models import adain as models_adain
+
+
+@pytest.fixture(scope="module")
+def slices():
+    # seed 123456 is not in the decoders' training pool (seeds 0..95)
+    return ct_slices([123456, 123457], (64, 64), kernels=("soft", "lung"))
+
+
+def test_reexport_and_registry():
+    assert M.adain is models_adain.adain
+    assert get_method("adain").config_class is M.AdaINConfig
+    for v in models_adain.VARIANTS:
+        assert os.path.exists(os.path.join(M.shipped_decoder(v), "adain.json"))
+
+
+def test_properties_in_hu(slices):
+    soft, lung = slices.images[0, 0], slices.images[1, 1]
+    out = M.transfer(soft, lung)
+    assert out.shape == soft.shape and out.dtype == np.float32 and np.all(np.isfinite(out))
+    # HU in, HU out: air stays near -1000 and the body near soft tissue.
+    assert out.min() < -500 and out.max() > 0
+    # alpha = 0 ignores the style; AdaIN(f, f) = f, so the content as its own style
+    # gives the alpha = 0 result.
+    a0 = M.transfer(soft, lung, alpha=0.0)
+    np.testing.assert_allclose(a0, M.transfer(soft, slices.images[1, 0], alpha=0.0), atol=1e-3)
+    np.testing.assert_allclose(M.transfer(soft, soft, alpha=1.0), a0, atol=0.5)
+    # [0, 1] input (display image): result in [0, 1].
+    unit = np.clip((soft + 1000) / 2000, 0, 1)
+    u = M.transfer(unit, np.clip((lung + 1000) / 2000, 0, 1))
+    assert u.min() >= 0 and u.max() <= 1 and u.std() > 0.05
+
+
+def test_bad_input(slices, tmp_path):
+    soft, lung = slices.images[0, 0], slices.images[1, 1]
+    method = get_method("adain")
+    cfg = M.AdaINConfig()
+    with pytest.raises(ValueError, match="2-D"):
+        M.transfer(soft[None, None], lung)
+    bad = soft.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        M.transfer(bad, lung)
+    with pytest.raises(ValueError, match="another size"):
+        M.transfer(soft, lung[:48, :48])
+    with pytest.raises(ValueError, match="exactly one style"):
+        method.run(soft, [lung, lung], config=cfg)
+    with pytest.raises(ValueError, match="alpha"):
+        M.AdaINConfig(alpha=1.5)
+    with pytest.raises(ValueError, match="variant"):
+        M.AdaINConfig(variant="gatys")
+    with pytest.raises(ValueError, match="constant"):
+        M.transfer(np.full((64, 64), 0.5, np.float32), np.full((64, 64), 0.5, np.float32))
+    # A decoder exported for other encoder weights is refused.
+    other = tmp_path / "other"
+    shutil.copytree(M.shipped_decoder("adain"), other)
+    meta = json.loads((other / "adain.json").read_text())
+    meta["encoder"]["seed"] = 7
+    (other / "adain.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not match the encoder"):
+        M.transfer(soft, lung, decoder=str(other))
+    with pytest.raises(ValueError, match="not found"):
+        M.transfer(soft, lung, decoder=str(tmp_path / "missing"))
+
+
+def test_cli_dicom_in_dicom_out(slices, tmp_path, capsys):
+    c, s, o = tmp_path / "c.dcm", tmp_path / "s.dcm", tmp_path / "out.dcm"
+    io.write_image(c, slices.images[0, 0])
+    io.write_image(s, slices.images[1, 1])
+    code = cli.main(["nst", "--method", "adain", "--variant", "context-aware", "--content",
+                     str(c), "--style", str(s), "-o", str(o), "--json", "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["method"] == "adain" and summary["steps"] == 0
+    assert summary["variant"] == "context-aware"
+    out = io.read_image(o)
+    assert out.shape == (64, 64) and np.all(np.isfinite(out)) and out.std() > 0.05
+
+
+def test_real_ct_slice_runs():
+    pydicom_data = pytest.importorskip("pydicom.data")
+    try:
+        path = pydicom_data.get_testdata_file("CT_small.dcm")
+    except Exception:  # noqa: BLE001  (no network: a missing file is a skip)
+        path = None
+    if not path or not os.path.exists(path):
+        pytest.skip("pydicom's CT_small.dcm is not installed")
+    real = io.read_image(path)  # HU through the modality LUT
+    style = ct_slices([123458], real.shape, kernels=("lung",)).images[0, 0]
+    out = M.transfer(real, style, variant="context-aware")
+    assert out.shape == real.shape and np.all(np.isfinite(out))
