@@ -9,8 +9,25 @@ Example::
     z_paper = model.without_projection().embed(images)   # the 2048-d projector output
 """
 
-from stylejax.metrics.stylex import (  # noqa: F401
-    MIN_SIZE, StyleX, from_run, load, load_pretrained)
+from stylejax.metrics.stylex import MIN_SIZE, StyleX, load_pretrained  # noqa: F401
 from stylejax.models.simsiam import cosine_similarity  # noqa: F401
 
-__all__ = ["StyleX", "load", "load_pretrained", "from_run", "cosine_similarity", "MIN_SIZE"]
+
+def load(path: str) -> StyleX:
+    """A StyleX model from a saved model folder or a SimSiam training run folder.
+
+    Args:
+      path: a folder written by ``StyleX.save`` / ``stylejax train simsiam --export``, or
+        a training run's workdir (its latest checkpoint).
+    Returns:
+      :class:`StyleX`.
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: ``path`` is neither a saved model nor a training run.
+    """
+    from stylejax.train.simsiam import load_model
+
+    return load_model(path)
+
+
+__all__ = ["StyleX", "load", "load_pretrained", "cosine_similarity", "MIN_SIZE"]

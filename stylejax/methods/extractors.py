@@ -65,7 +65,11 @@ def build_extractor(name: str, weights: str | None = None, seed: int = 0):
                 raise ValueError("the StyleX metric is not available in this build of "
                                  "stylejax; use extractor vgg19 or vgg16") from None
             raise
-        model = stylex.load_pretrained() if weights in (None, "default") else stylex.load(weights)
+        if weights in (None, "default"):
+            model = stylex.load_pretrained()
+        else:  # a saved model folder or a training run folder
+            from stylejax.train.simsiam import load_model
+            model = load_model(weights)
         return stylex_features(model)
     raise ValueError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
 

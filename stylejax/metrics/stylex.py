@@ -371,13 +371,3 @@ def load_pretrained() -> StyleX:
         raise FileNotFoundError(f"the shipped StyleX model is missing from {_PRETRAINED}; "
                                 "reinstall stylejax or train one with 'stylejax train simsiam'")
     return load(_PRETRAINED)
-
-
-def __getattr__(name):
-    # TEMPORARY (issue 15): ``from_run`` moved to stylejax.train.simsiam; this keeps the
-    # re-export in stylejax/stylex.py importing until the coordinator drops it there.
-    # Delete this function then: metrics must not import train.
-    if name == "from_run":
-        import importlib
-        return importlib.import_module("stylejax.train.simsiam").from_run
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,9 +89,9 @@ def resolve_model(model):
         path = os.fspath(model)
         if not os.path.isdir(path):
             raise ValueError(f"model directory {path!r} does not exist (or is not a directory)")
-        from stylejax.metrics import stylex
+        from stylejax.train.simsiam import load_model
         try:
-            return stylex.load(path)
+            return load_model(path)
         except Exception as err:  # any loader failure means "not a run" to the user
             raise ValueError(f"model directory {path!r} is not a StyleX run: {err}") from err
     if not callable(getattr(model, "embed", None)):
