@@ -195,14 +195,13 @@ def main(argv=None) -> int:
         parser.error(f"--draws must be >= 1 (got {args.draws})")
 
     from stylejax import tune
-    sys.path.insert(0, os.path.join(HERE, "benchmarks"))
-    from tuning_recovery import model_at
+    from stylejax.evaluation.bench import encoder_at_size
 
     def log(msg):
         print(msg, flush=True)
 
     base = tune.resolve_model(None)
-    model = model_at(base, args.size)
+    model = encoder_at_size(base, args.size)
     from stylejax.pipeline import pyramid
     rng = np.random.default_rng(2024)  # the tuning benchmark's targets
     truths = np.round(rng.uniform(0.5, 9.5, (20, 3)), 1).astype(np.float32)

@@ -14,11 +14,6 @@ numpy. Also timed: stylejax forward + gradient of a scalar loss with respect to
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import time
 from pathlib import Path
 
 import jax
@@ -27,6 +22,7 @@ import numpy as np
 from skimage.transform import pyramid_laplacian, resize
 
 from stylejax import lap, phantom
+from stylejax.evaluation import bench
 from stylejax.pipeline import pyramid
 
 
@@ -48,17 +44,7 @@ def skimage_lap(raw, w, l, h, levels):
     return 0.5 + 0.5 * np.tanh((y - 0.5) / width)
 
 
-def median_seconds(fn, repeats):
-    fn()  # warm-up (and compilation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def bench(size, repeats):
+def measure(size, repeats):
     raw = phantom.mammogram(0, size=(size, size), view="cc").raw.astype(np.float32)
     levels = pyramid.default_levels(raw.shape)
     raw_j = jnp.asarray(raw)
@@ -78,10 +64,10 @@ def bench(size, repeats):
     ref = skimage_lap(raw.astype(np.float64), 6.0, 4.0, 7.0, levels)
     # Not the same pyramid (Gaussian sigma + resize vs 5-tap binomial): similar, not equal.
     agreement = float(np.corrcoef(ref.ravel(), np.asarray(forward(raw_j, params)).ravel())[0, 1])
-    t_sk = median_seconds(lambda: skimage_lap(raw.astype(np.float64), 6.0, 4.0, 7.0, levels),
+    t_sk = bench.median_seconds(lambda: skimage_lap(raw.astype(np.float64), 6.0, 4.0, 7.0, levels),
                           repeats)
-    t_fwd = median_seconds(lambda: forward(raw_j, params).block_until_ready(), repeats)
-    t_grad = median_seconds(lambda: jax.block_until_ready(forward_and_grad(raw_j, params)),
+    t_fwd = bench.median_seconds(lambda: forward(raw_j, params).block_until_ready(), repeats)
+    t_grad = bench.median_seconds(lambda: jax.block_until_ready(forward_and_grad(raw_j, params)),
                             repeats)
     return {"size": size, "levels": levels, "skimage_numpy_s": t_sk, "stylejax_forward_s": t_fwd,
             "stylejax_forward_grad_s": t_grad, "speedup_forward_vs_skimage": t_sk / t_fwd,
@@ -95,11 +81,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lap_speed.json"))
     args = parser.parse_args()
-    machine = {"platform": platform.platform(), "processor": platform.processor(),
-               "cpus": os.cpu_count(), "jax": jax.__version__,
-               "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
-               "load_average_at_start": os.getloadavg()}
-    rows = [bench(s, args.repeats) for s in args.sizes]
+    machine = bench.machine()
+    rows = [measure(s, args.repeats) for s in args.sizes]
     print(f"machine: {machine['cpus']} CPUs, {machine['backend']} ({machine['device']}), "
           f"jax {machine['jax']}")
     print(f"{'size':>6} {'skimage+np':>11} {'LAP fwd':>9} {'fwd+grad':>9} "
@@ -108,8 +91,7 @@ def main():
         print(f"{r['size']:>6} {r['skimage_numpy_s']*1e3:>9.1f}ms {r['stylejax_forward_s']*1e3:>7.1f}ms "
               f"{r['stylejax_forward_grad_s']*1e3:>7.1f}ms {r['speedup_forward_vs_skimage']:>11.2f}x "
               f"{r['grad_over_forward']:>8.2f}x")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
+    bench.write_json(args.out, {"machine": machine, "results": rows})
     print(f"wrote {args.out}")
 
 

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,7 +25,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(Path(__file__).parent))
 from nst_speed import CONTENT_TAPS, STYLE_TAPS, make_images  # noqa: E402
 
 from stylejax.methods import engine, gatys  # noqa: E402

@@ -26,7 +26,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(Path(__file__).parent))
 from nst_speed import CONTENT_TAPS, STYLE_TAPS  # noqa: E402
 
 from stylejax.methods import engine, gatys  # noqa: E402

@@ -71,6 +71,8 @@ import time
 
 import numpy as np
 
+from stylejax.evaluation import bench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUCCESS_TOL = 0.5
 
@@ -78,15 +80,6 @@ SUCCESS_TOL = 0.5
 # ----------------------------------------------------------------------------
 # Set-up
 # ----------------------------------------------------------------------------
-
-def model_at(model, size: int):
-    """The encoder, showing it ``size`` px images without resampling when it is a
-    StyleX model (its ``embed_size`` set to ``size``)."""
-    if hasattr(model, "tile_size") and getattr(model, "embed_size", size) != size:
-        tile = None if model.tile_size is None else min(model.tile_size, size)
-        return model.replace(embed_size=size, tile_size=tile)
-    return model
-
 
 class BandHistogramEncoder:
     """A differentiable hand-crafted style descriptor (the benchmark's second encoder).
@@ -385,7 +378,7 @@ def main(argv=None) -> int:
 
     if args.encoder == "stylex":
         base = tune.resolve_model(args.model)
-        model = model_at(base, args.size)
+        model = bench.encoder_at_size(base, args.size)
         info = getattr(base, "info", {})
     else:
         model = BandHistogramEncoder(levels=max(1, pyramid.default_levels((args.size,) * 2) - 1))
