@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EPILOG = """\
@@ -34,19 +35,22 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    import os
-
     from stylejax.metrics import stylex
     from stylejax.train import projection, simsiam
 
+    stylex.check_output_dir(os.path.abspath(args.out))  # before the fit, not after
     model = simsiam.load_model(args.model)
     dtype = "float16"
-    meta = os.path.join(args.model, stylex.MODEL_FILE)
-    if os.path.exists(meta):  # keep a saved model's dtype; a training run exports float16
-        with open(meta) as f:
-            dtype = json.load(f).get("dtype", dtype)
+    if os.path.exists(os.path.join(args.model, stylex.MODEL_FILE)):
+        # keep a saved model's dtype (load_model checked the file); a run exports float16
+        dtype = _saved_dtype(args.model) or dtype
     fitted = projection.fit(model, progress=not args.no_progress)
     fitted.save(args.out, dtype=dtype)
     print(json.dumps(dict(out=args.out, embedding_dim=fitted.embedding_dim,
                           projection=fitted.info["projection"])), file=sys.stderr)
     return 0
+
+
+def _saved_dtype(folder):
+    from stylejax.metrics import stylex
+    return stylex._read_meta(os.path.join(folder, stylex.MODEL_FILE)).get("dtype")

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import stat
 
 import jax
 import jax.numpy as jnp
@@ -249,26 +251,107 @@ class StyleX:
     def save(self, path: str, *, dtype: str = "float16"):
         """Write the model to directory ``path`` (see the module docstring).
 
+        The model is written to a new sibling folder which then replaces ``path``
+        (other files already in ``path`` are carried over), so an interrupted save
+        leaves either the old model or the new one, never a mix. ``path`` may be the
+        folder the model was loaded from.
+
         Args:
           path: output directory (created).
           dtype: "float16" (half the size; embeddings change by ~1e-3 in cosine)
             or "float32".
+        Raises:
+          ValueError: bad ``dtype``, or ``path`` is a file or cannot be created.
         """
         from safetensors.numpy import save_file
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32 (got {dtype!r})")
-        os.makedirs(path, exist_ok=True)
+        path = os.path.abspath(os.fspath(path)).rstrip(os.sep) or os.sep
+        check_output_dir(path)
         weights = {k: np.ascontiguousarray(v.astype(dtype)) for k, v in self.flat_weights().items()}
         if self.projection is not None:  # float32: small, and it scales every direction
             weights.update({k: np.ascontiguousarray(np.asarray(v, np.float32))
                             for k, v in zip(PROJECTION_KEYS, self.projection)})
-        save_file(weights, os.path.join(path, WEIGHTS_FILE))
         meta = dict(format=FORMAT, width=self.width, dim=self.dim, embed_size=self.embed_size,
                     tile_size=self.tile_size, projection_dim=(
                         None if self.projection is None else self.embedding_dim),
                     dtype=dtype, info=self.info)
-        with open(os.path.join(path, MODEL_FILE), "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        new = f"{path}.new{os.getpid()}"
+        shutil.rmtree(new, ignore_errors=True)
+        os.mkdir(new)  # mode from the umask, as for a folder the user makes
+        try:
+            save_file(weights, os.path.join(new, WEIGHTS_FILE))
+            with open(os.path.join(new, MODEL_FILE), "w") as f:
+                json.dump(meta, f, indent=2, sort_keys=True)
+            mode = 0o666 & ~_umask()
+            for name in (WEIGHTS_FILE, MODEL_FILE):
+                os.chmod(os.path.join(new, name), mode)
+            if os.path.isdir(path):  # keep what else the folder holds (e.g. a README)
+                for name in os.listdir(path):
+                    if name not in (WEIGHTS_FILE, MODEL_FILE):
+                        src, dst = os.path.join(path, name), os.path.join(new, name)
+                        if os.path.isdir(src) and not os.path.islink(src):
+                            shutil.copytree(src, dst, symlinks=True)
+                        else:
+                            shutil.copy2(src, dst, follow_symlinks=False)
+            _swap_in(new, path)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output_dir(path: str):
+    """ValueError naming ``path`` if it is a file or its nearest existing parent is
+    a file or not writable (checked before any work)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path}: exists and is not a folder; give a folder for the model")
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"{path}: cannot create it, {parent} is a file, not a folder")
+    if parent and not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: folder {parent} is not writable")
+
+
+def _swap_in(new: str, path: str):
+    """Make folder ``new`` be ``path``: one atomic exchange where Linux offers it
+    (renameat2 RENAME_EXCHANGE), else rename the old folder away and the new one in."""
+    if not os.path.isdir(path):
+        os.rename(new, path)
+        return
+    if _exchange(new, path):
+        shutil.rmtree(new, ignore_errors=True)  # now the old model
+        return
+    old = f"{path}.old{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(path, old)
+    os.rename(new, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically exchange two paths (Linux renameat2); False where unsupported."""
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _check_projection(projection, dim: int):
@@ -317,6 +400,70 @@ def _embed_impl(graphdef, embed_size, tile_size, state, projection, images):
 _embed = jax.jit(_embed_impl, static_argnums=(0, 1, 2))
 
 
+#: Largest ``stylex.json`` :func:`load` reads (bytes).
+MAX_META_BYTES = 1 << 20
+#: Largest ``embed_size`` / ``width`` / ``dim`` a saved model may declare.
+MAX_EMBED_SIZE, MAX_WIDTH, MAX_DIM = 4096, 1024, 65536
+
+
+def _read_meta(meta_path: str) -> dict:
+    """``stylex.json`` checked: a regular file under :data:`MAX_META_BYTES` holding
+    the format tag and sane integer sizes; ValueError naming the file otherwise."""
+    try:
+        info = os.stat(meta_path)
+    except OSError as err:
+        raise ValueError(f"{meta_path}: cannot read it ({err.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{meta_path}: not a regular file")
+    if info.st_size > MAX_META_BYTES:
+        raise ValueError(f"{meta_path}: {info.st_size} bytes, more than a model description "
+                         f"can hold (limit {MAX_META_BYTES})")
+    try:
+        with open(meta_path, "rb") as f:
+            text = f.read(MAX_META_BYTES + 1)
+        if len(text) > MAX_META_BYTES:
+            raise ValueError("too large")
+        meta = json.loads(text)
+    except (OSError, ValueError, RecursionError) as err:
+        raise ValueError(f"{meta_path}: not a readable JSON model description ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: unsupported format {meta.get('format')!r} "
+                         f"(expected {FORMAT!r})")
+    for key, lo, hi in (("width", 1, MAX_WIDTH), ("dim", 1, MAX_DIM),
+                        ("embed_size", MIN_SIZE, MAX_EMBED_SIZE)):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"{meta_path}: {key} must be an integer in [{lo}, {hi}] "
+                             f"(got {value!r})")
+    tile = meta.get("tile_size")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int)):
+        raise ValueError(f"{meta_path}: tile_size must be an integer or null (got {tile!r})")
+    if not isinstance(meta.get("info", {}) or {}, dict):
+        raise ValueError(f"{meta_path}: info must be a JSON object")
+    return meta
+
+
+def _read_weights(weights_path: str) -> dict:
+    """``weights.safetensors`` as float arrays: float16/32 only, all finite;
+    ValueError naming the file otherwise (also for a damaged file)."""
+    from safetensors.numpy import load_file
+    try:
+        if not stat.S_ISREG(os.stat(weights_path).st_mode):
+            raise ValueError("not a regular file")
+        weights = load_file(weights_path)
+    except Exception as err:  # SafetensorError, OSError, ... from a damaged file
+        raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    for name, value in weights.items():
+        if value.dtype not in (np.float16, np.float32):
+            raise ValueError(f"{weights_path}: weight {name} is {value.dtype}, expected "
+                             "float16 or float32")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{weights_path}: weight {name} contains NaN or inf")
+    return weights
+
+
 def load(path: str) -> StyleX:
     """Load a saved model directory.
 
@@ -334,24 +481,22 @@ def load(path: str) -> StyleX:
         raise FileNotFoundError(f"StyleX model directory not found: {path}")
     meta_path = os.path.join(path, MODEL_FILE)
     if os.path.exists(meta_path):
-        from safetensors.numpy import load_file
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: unsupported format {meta.get('format')!r} "
-                             f"(expected {FORMAT!r})")
+        meta = _read_meta(meta_path)
         weights_path = os.path.join(path, WEIGHTS_FILE)
         if not os.path.exists(weights_path):
             raise ValueError(f"{path} is not a complete StyleX model: {WEIGHTS_FILE} is missing")
-        weights = load_file(weights_path)
+        weights = _read_weights(weights_path)
         projection = [weights.pop(k, None) for k in PROJECTION_KEYS]
         if (projection[0] is None) != (projection[1] is None):
             raise ValueError(f"{weights_path}: the style projection is incomplete "
                              f"(needs both {PROJECTION_KEYS[0]} and {PROJECTION_KEYS[1]})")
-        return StyleX.from_weights(weights, width=meta["width"], dim=meta["dim"],
-                                   embed_size=meta["embed_size"],
-                                   tile_size=meta.get("tile_size"), info=meta.get("info"),
-                                   projection=None if projection[0] is None else projection)
+        try:
+            return StyleX.from_weights(
+                weights, width=meta["width"], dim=meta["dim"], embed_size=meta["embed_size"],
+                tile_size=meta.get("tile_size"), info=meta.get("info"),
+                projection=None if projection[0] is None else projection)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a valid StyleX model: {err}") from None
     if os.path.exists(os.path.join(path, "config.json")) and os.path.isdir(
             os.path.join(path, "checkpoints")):
         raise ValueError(f"{path} is a training run folder, not a saved StyleX model: load it "
