@@ -60,6 +60,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import jax
@@ -74,6 +75,7 @@ CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
+DIGEST_FILE = "checkpoint_digests.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -242,11 +244,85 @@ def checkpoint_manager(workdir: str, keep: int):
 
 def restore(manager, abstract_state, step: int | None = None):
     """Restore ``step`` (default: the latest) with the shapes, dtypes and shardings of
-    ``abstract_state`` (concrete arrays or ``jax.ShapeDtypeStruct``)."""
+    ``abstract_state`` (concrete arrays or ``jax.ShapeDtypeStruct``); no verification
+    (see :func:`restore_verified`)."""
     import orbax.checkpoint as ocp
     step = manager.latest_step() if step is None else step
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
     return manager.restore(step, args=ocp.args.StandardRestore(target))
+
+
+def state_digest(tree) -> str:
+    """SHA-256 of a (replicated) state's values, dtypes, shapes and tree structure,
+    from this process's copy (the same on every process)."""
+    import hashlib
+    h = hashlib.sha256(str(jax.tree.structure(tree)).encode())
+    for leaf in jax.tree.leaves(tree):
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        value = np.ascontiguousarray(host_copy(leaf))
+        h.update(f"{value.dtype}{value.shape}".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
+
+
+def _read_digests(workdir: str) -> dict:
+    path = join(workdir, DIGEST_FILE)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            digests = json.load(f)
+        return digests if isinstance(digests, dict) else {}
+    except (OSError, ValueError):
+        warnings.warn(f"{path} is unreadable; checkpoints are restored unverified",
+                      RuntimeWarning, stacklevel=3)
+        return {}
+
+
+def restore_verified(manager, abstract_state, workdir: str, step: int | None = None, *,
+                     delete_bad: bool = False):
+    """Restore the newest checkpoint (or ``step``) that reads back whole.
+
+    Each checkpoint's :func:`state_digest` is written to ``WORKDIR/checkpoint_digests.json``
+    when it is saved; a checkpoint that fails to restore (truncated, missing files)
+    or whose restored state has another digest (bit flips) is skipped with a
+    ``RuntimeWarning`` naming it, and the previous one is tried. Checkpoints saved
+    without a digest are restored unverified.
+
+    Args:
+      manager, abstract_state: as for :func:`restore`.
+      workdir: the run folder.
+      step: restore this step only (no fallback).
+      delete_bad: delete the checkpoints that failed (so training may save those
+        steps again).
+    Returns:
+      ``(step, state)``.
+    Raises:
+      ValueError: no checkpoint (or not ``step``) reads back whole.
+    """
+    steps = sorted(manager.all_steps(), reverse=True) if step is None else [int(step)]
+    digests = _read_digests(workdir)
+    where = join(workdir, CHECKPOINT_DIR)
+    bad = []
+    for s in steps:
+        try:
+            state = restore(manager, abstract_state, s)
+        except Exception as err:  # orbax/tensorstore errors of a damaged checkpoint
+            problem = f"it cannot be read ({type(err).__name__}: {str(err)[:200]})"
+        else:
+            want = digests.get(str(s))
+            if want is None or state_digest(state) == want:
+                if bad and delete_bad:
+                    for b in bad:
+                        manager.delete(b)
+                return s, state
+            problem = "its contents differ from what was saved (checksum mismatch)"
+        bad.append(s)
+        warnings.warn(f"checkpoint {s} in {where} is damaged: {problem}; "
+                      + ("trying the previous one" if s != steps[-1] else "none left"),
+                      RuntimeWarning, stacklevel=2)
+    raise ValueError(f"no usable checkpoint in {where} (damaged: {bad})")
 
 
 def is_run(workdir: str) -> bool:
@@ -279,8 +355,8 @@ def load_run(task, workdir: str, step: int | None = None, *, devices=None):
             raise ValueError(f"{workdir} has no complete checkpoint yet")
         mesh = make_mesh(jax.devices()[:1] if devices is None else devices)
         abstract = jax.eval_shape(lambda: task.init(cfg, mesh))
-        step = manager.latest_step() if step is None else int(step)
-        return cfg, restore(manager, abstract, step), step
+        step, state = restore_verified(manager, abstract, workdir, step)
+        return cfg, state, step
     finally:
         manager.close()
 
@@ -309,11 +385,25 @@ def _write_atomic(path: str, text: str):
 
 
 def _truncate_metrics(path: str, last_step: int):
-    """Drop metric lines past ``last_step`` (written after the checkpoint we resume from)."""
+    """Drop metric lines past ``last_step`` (written after the checkpoint we resume from)
+    and a half-written last line (a run killed while appending; with a warning)."""
     if not os.path.exists(path):
         return
     with open(path) as f:
-        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
+        lines = [line for line in f if line.strip()]
+    keep = []
+    for n, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            step = int(row["step"])
+        except (ValueError, KeyError, TypeError) as err:
+            if n == len(lines) - 1:
+                warnings.warn(f"{path}: dropped a half-written last line ({err})",
+                              RuntimeWarning, stacklevel=3)
+                break
+            raise ValueError(f"{path}: line {n + 1} is not a metrics record ({err})") from None
+        if step <= last_step:
+            keep.append(line if line.endswith("\n") else line + "\n")
     _write_atomic(path, "".join(keep))
 
 
@@ -393,8 +483,6 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
     if local:
         os.makedirs(workdir, exist_ok=True)
         _check_resume_config(workdir, cfg)
-        if lead:
-            _write_atomic(join(workdir, CONFIG_FILE), cfg.to_json())
 
     batch = task.batches(cfg, mesh, workdir)
     state = _private(task.init(cfg, mesh))
@@ -403,10 +491,24 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
     manager = checkpoint_manager(workdir, cfg.keep_checkpoints) if workdir is not None else None
     metrics_path = join(workdir, METRICS_FILE) if local else None
     start = 0
-    if manager is not None and manager.latest_step() is not None:
-        start = int(manager.latest_step())
-        state = restore(manager, state)
-    if lead and local:
+    digests = {}
+    try:
+        if manager is not None and manager.latest_step() is not None:
+            if int(manager.latest_step()) > cfg.steps:
+                raise ValueError(
+                    f"steps={cfg.steps} is below the step already saved in {workdir} "
+                    f"({manager.latest_step()}); give at least that many steps or a new "
+                    "--workdir")
+            start, state = restore_verified(manager, state, workdir, delete_bad=True)
+            if local:
+                digests = {k: v for k, v in _read_digests(workdir).items()
+                           if int(k) in manager.all_steps()}
+    except BaseException:
+        if manager is not None:
+            manager.close()
+        raise
+    if lead and local:  # only once the resume worked
+        _write_atomic(join(workdir, CONFIG_FILE), cfg.to_json())
         _truncate_metrics(metrics_path, start)
 
     monitor = tuple(getattr(task, "monitor", ()))
@@ -472,6 +574,13 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
                         f"the state holds NaN/inf after step {done}; stopped without saving. "
                         f"Last good checkpoint: {where()}. Lower the learning rate or check "
                         "the data.")
+                if local:  # the digest first: a checkpoint never exists without it
+                    digests = {k: v for k, v in digests.items()
+                               if int(k) in manager.all_steps()}
+                    digests[str(done)] = state_digest(state)
+                    if lead:
+                        _write_atomic(join(workdir, DIGEST_FILE),
+                                      json.dumps(digests, indent=1, sort_keys=True))
                 manager.save(done, args=ocp.args.StandardSave(state))
                 manager.wait_until_finished()
                 last_good = done
