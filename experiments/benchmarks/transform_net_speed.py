@@ -153,10 +153,10 @@ def torch_side(images, weights, device="cpu"):
             for i in range(NUM_RESIDUAL):
                 y = F.relu(self.norm(self.conv(x, f"res{i}.conv1", 3), f"res{i}.norm1"))
                 x = x + self.norm(self.conv(y, f"res{i}.conv2", 3), f"res{i}.norm2")
-            x = F.interpolate(x, scale_factor=2, mode="nearest")[..., : size2[0], : size2[1]]
-            x = F.relu(self.norm(self.conv(x, "up1", 3), "norm4"))
-            x = F.interpolate(x, scale_factor=2, mode="nearest")[..., : size1[0], : size1[1]]
-            x = F.relu(self.norm(self.conv(x, "up2", 3), "norm5"))
+            x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"), "up1", 3)
+            x = F.relu(self.norm(x[..., : size2[0], : size2[1]], "norm4"))
+            x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"), "up2", 3)
+            x = F.relu(self.norm(x[..., : size1[0], : size1[1]], "norm5"))
             return torch.sigmoid(self.conv(x, "out", 9, bias=self.p["out.bias"]))[:, 0]
 
     net = Net().eval()

@@ -75,7 +75,8 @@ import scipy.ndimage
 
 __all__ = [
     "Tissue", "TISSUES", "LABEL_NAMES", "UltrasoundQuality", "QUALITIES", "Ultrasound",
-    "ultrasound", "ultrasound_label_map", "ultrasound_labels", "ultrasound_qualities",
+    "UltrasoundBatch", "ultrasound", "ultrasounds", "ultrasound_label_map", "ultrasound_labels",
+    "ultrasound_qualities",
     "pulse", "rf_lines", "analytic_signal", "envelope", "SPEED_OF_SOUND_MM_PER_US",
 ]
 
@@ -239,6 +240,26 @@ class Ultrasound:
     @property
     def size(self) -> tuple[int, int]:
         return tuple(self.image.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class UltrasoundBatch:
+    """A stack of synthetic B-mode images.
+
+    Attributes:
+      images: float32 [N, H, W] in [0, 1].
+      labels: int32 [N, H, W].
+      seeds: int64 [N].
+      quality: the quality level's name.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    seeds: np.ndarray
+    quality: str
+
+    def __len__(self) -> int:
+        return len(self.images)
 
 
 def ultrasound_labels() -> tuple[str, ...]:
@@ -701,6 +722,36 @@ def ultrasound(seed: int, size=None, quality="hq", labels=None, *,
                   grid=(rows * os_, cols))
     return Ultrasound(image=image.astype(np.float32), labels=lab, quality=q.name, seed=seed,
                       envelope=env, depth_mm=depth_mm, params=params)
+
+
+def ultrasounds(seeds, size=(256, 256), quality="hq", *, depth_mm: float = 60.0
+                ) -> UltrasoundBatch:
+    """Make one image per seed (same arguments as :func:`ultrasound`).
+
+    Calling it with the same seeds and two qualities gives paired sets (same anatomy and
+    scatterers), e.g. ``ultrasounds(range(8), quality="lq")`` and ``quality="hq"``.
+
+    Args:
+      seeds: iterable of non-negative ints.
+      size: (H, W) shared by all images.
+      quality: a quality name or :class:`UltrasoundQuality`.
+      depth_mm: depth spanned by the rows.
+    Returns:
+      :class:`UltrasoundBatch`.
+    """
+    seeds = [_check_seed(s) for s in (np.asarray(seeds).ravel().tolist()
+                                      if isinstance(seeds, np.ndarray) else list(seeds))]
+    if not seeds:
+        raise ValueError("seeds is empty")
+    H, W = _check_size(size)
+    q = _check_quality(quality)
+    images = np.empty((len(seeds), H, W), np.float32)
+    labels = np.empty((len(seeds), H, W), np.int32)
+    for i, s in enumerate(seeds):
+        u = ultrasound(s, (H, W), q, depth_mm=depth_mm)
+        images[i], labels[i] = u.image, u.labels
+    return UltrasoundBatch(images=images, labels=labels, seeds=np.array(seeds, np.int64),
+                           quality=q.name)
 
 
 def _add_points(scat, padded, rng, os_, dz, pixel):

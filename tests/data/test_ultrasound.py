@@ -160,6 +160,16 @@ def test_pulse_and_hilbert_envelope_match_references():
         us.analytic_signal(rf + 1j)
 
 
+def test_batches_are_paired_stacks():
+    lq = us.ultrasounds([4, 5], (32, 48), "lq")
+    hq = us.ultrasounds(np.array([4, 5]), (32, 48), "hq")
+    assert lq.images.shape == (2, 32, 48) and len(hq) == 2 and hq.quality == "hq"
+    np.testing.assert_array_equal(lq.labels, hq.labels)
+    np.testing.assert_array_equal(hq.images[1], us.ultrasound(5, (32, 48), "hq").image)
+    with pytest.raises(ValueError, match="empty"):
+        us.ultrasounds([], (32, 32))
+
+
 def test_custom_label_map_and_size():
     lab = us.ultrasound_label_map(0, (48, 64))
     a = us.ultrasound(9, labels=lab, quality="lq")

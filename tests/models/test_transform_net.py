@@ -27,6 +27,16 @@ def _run_plain(net, x):
     return net(x)
 
 
+@nnx.jit
+def _apply_layer(layer, x):
+    return layer(x)
+
+
+@nnx.jit(static_argnums=2)
+def _apply_upsampled(layer, x, size):
+    return layer.upsampled(x, size)
+
+
 def _images(n, h, w, seed=0):
     return np.random.default_rng(seed).random((n, h, w)).astype(np.float32)
 
@@ -44,6 +54,16 @@ def test_any_size_comes_back_at_its_size():
     a, b = _run(plain, x, jax.random.key(0)), _run(plain, x, jax.random.key(1))
     assert a.shape == (1, 100, 100)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_gemm_and_xla_convolutions_give_the_same_network():
+    net, x = _net(), _images(*ODD)
+    expected = np.asarray(_run_plain(net, x))
+    for _, layer in nnx.iter_graph(net):
+        if isinstance(layer, tn.ConvLayer):
+            layer.method = "gemm"
+    assert net.up2.uses_gemm and net.residual[0].conv1.uses_gemm
+    np.testing.assert_allclose(np.asarray(_run_plain(net, x)), expected, rtol=0, atol=2e-5)
 
 
 def test_parameter_count_matches_the_architecture():
@@ -69,20 +89,47 @@ def _reference_conv(x, kernel, stride):
     return out[:, ::stride, ::stride]
 
 
+def _layer(cin, cout, k, *, stride=1, use_bias=False, method="auto", seed=0):
+    """A ConvLayer with a numpy-drawn kernel (abstract init: no compilation)."""
+    layer = nnx.eval_shape(lambda: tn.ConvLayer(cin, cout, k, stride=stride, use_bias=use_bias,
+                                                method=method, rngs=nnx.Rngs(0)))
+    rng = np.random.default_rng(seed)
+    layer.kernel = nnx.Param(jnp.asarray(rng.standard_normal((k, k, cin, cout)) * 0.3,
+                                         jnp.float32))
+    if use_bias:
+        layer.bias = nnx.Param(jnp.asarray(rng.standard_normal(cout), jnp.float32))
+    return layer
+
+
 @pytest.mark.parametrize("kernel, stride, size, cin, cout", [
     (9, 1, (13, 10), 2, 3), (9, 1, (12, 9), 3, 1), (3, 2, (11, 8), 3, 2)])
 def test_reflect_padded_conv_matches_numpy(kernel, stride, size, cin, cout):
     x = np.random.default_rng(2).standard_normal((2, *size, cin)).astype(np.float32)
     for method in ("xla", "gemm"):
-        layer = tn.ConvLayer(cin, cout, kernel, stride=stride, method=method, rngs=nnx.Rngs(1))
+        layer = _layer(cin, cout, kernel, stride=stride, method=method)
         expected = _reference_conv(x.astype(np.float64),
                                    np.asarray(layer.kernel[...], np.float64), stride)
-        np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), expected, rtol=1e-4,
-                                   atol=1e-4, err_msg=method)
-    auto = tn.ConvLayer(16, cout, 3, stride=stride, rngs=nnx.Rngs(0))
+        got = _apply_layer(layer, jnp.asarray(x))
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4,
+                                   err_msg=method)
+    auto = _layer(16, cout, 3, stride=stride)
     assert auto.uses_gemm == (stride == 1)          # the CPU rule (tests run on CPU)
     np.testing.assert_array_equal(np.asarray(tn.reflect_pad(jnp.asarray(x), 2)),
                                   np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect"))
+
+
+@pytest.mark.parametrize("low, size", [((5, 4), (10, 8)), ((5, 4), (9, 7))])
+def test_upsample_conv_matches_upsample_then_conv(low, size):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, *low, 3))
+    up = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+    for method in ("xla", "gemm"):
+        layer = _layer(3, 2, 3, use_bias=True, method=method)
+        expected = _reference_conv(up, np.asarray(layer.kernel[...], np.float64), 1)
+        expected = expected[:, : size[0], : size[1]] + np.asarray(layer.bias[...])
+        got = _apply_upsampled(layer, jnp.asarray(x, jnp.float32), size)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4, atol=1e-4,
+                                   err_msg=method)
 
 
 def test_instance_norm_matches_numpy():
