@@ -85,9 +85,12 @@ def run(args) -> int:
     import numpy as np
 
     from stylejax import tune
-    from stylejax.commands.tune import distances, save_figures
+    from stylejax.commands.tune import (check_options, check_output_folder, distances,
+                                        save_figures, write_json)
     from stylejax.pipeline import lap
 
+    check_options(args)
+    check_output_folder(args.out)
     settings = dict(QUICK if args.quick else FULL)
     if args.steps is not None:
         settings["steps"] = args.steps
@@ -119,8 +122,7 @@ def run(args) -> int:
                    recovered=bool(max(abs(e) for e in errors.values()) <= 0.5),
                    quick=bool(args.quick), size=settings["size"], seed=args.seed,
                    outputs={"comparison": comparison, "trajectory": trajectory})
-    with open(os.path.join(args.out, "result.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(args.out, "result.json"), summary)
     print(f"wrote {comparison}, {trajectory}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))

@@ -27,7 +27,8 @@ band0 the finest; the number of bands follows the smallest raw image), a name
 registered with stylejax.pipeline.registry.register, or MODULE:NAME to import
 MODULE (which registers NAME) first. Parameters are reported by name in
 result.json and --json output ("params", in the order of "parameter_names").
-Writes OUT/tuned_<name>.png (16-bit), OUT/comparison.png (before / after /
+Writes OUT/tuned_<name>.png (16-bit; tuned_<k>_<name>.png when two raw files share
+a name), OUT/comparison.png (before / after /
 references), OUT/trajectory.png (distance and parameters per step) and
 OUT/result.json."""
 
@@ -205,16 +206,73 @@ def save_figures(result, objective, references, out_dir, *, truth=None, before=N
     return comparison, trajectory
 
 
+def check_options(args):
+    """ValueErrors naming the option, before any work: counts, a finite learning
+    rate, a non-negative seed."""
+    import math
+    for name in ("steps", "starts"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1 (got {value})")
+    if getattr(args, "screen", 0) < 0:
+        raise ValueError(f"--screen must be >= 0 (got {args.screen})")
+    lr = getattr(args, "lr", None)
+    if lr is not None and not 0 < lr < math.inf:
+        raise ValueError(f"--lr must be a finite number > 0 (got {lr})")
+    if getattr(args, "seed", 0) < 0:
+        raise ValueError(f"--seed must be >= 0 (got {args.seed})")
+
+
+def check_output_folder(path: str, option: str = "--out"):
+    """ValueError naming ``option`` unless folder ``path`` can be created or
+    written (checked before any work)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} {path}: exists and is not a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path}: cannot create it, {parent} is a file, not a folder")
+    target = path if os.path.isdir(path) else parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: folder {target} is not writable")
+
+
+def tuned_names(raw_paths) -> list[str]:
+    """Output file names for the raw images: ``tuned_<stem>.png``, or
+    ``tuned_<k>_<stem>.png`` (k = position) for all when two stems are equal."""
+    from pathlib import Path
+    stems = [Path(p).stem for p in raw_paths]
+    if len(set(stems)) == len(stems):
+        return [f"tuned_{s}.png" for s in stems]
+    return [f"tuned_{k}_{s}.png" for k, s in enumerate(stems)]
+
+
+def write_json(path: str, value):
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(value, f, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _fmt(params: dict) -> str:
     return " ".join(f"{k}={v:.2f}" for k, v in params.items())
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from stylejax import tune
     from stylejax.data import io
 
+    check_options(args)
+    check_output_folder(args.out)
+    names = tuned_names(args.raw)
+    for name in names:
+        io.check_output_path(os.path.join(args.out, name))
     pipeline = resolve_pipeline_name(args.pipeline)
     model = tune.resolve_model(args.model)
     raws, refs = read_inputs(args.raw, args.reference, model)
@@ -224,17 +282,15 @@ def run(args) -> int:
                       screen=args.screen, progress=not args.quiet)
     os.makedirs(args.out, exist_ok=True)
     tuned = []
-    for path, raw in zip(args.raw, raws):
+    for name, raw in zip(names, raws):
         image = tune.apply(raw, result.params, result.pipeline)
-        tuned.append(str(io.write_image(os.path.join(args.out, f"tuned_{Path(path).stem}.png"),
-                                        image, bits=16)))
+        tuned.append(str(io.write_image(os.path.join(args.out, name), image, bits=16)))
     comparison, trajectory = save_figures(result, objective, refs, args.out)
     summary = result.to_dict()
     summary.update(raw=list(args.raw), reference=list(args.reference),
                    model=args.model or "shipped",
                    outputs={"tuned": tuned, "comparison": comparison, "trajectory": trajectory})
-    with open(os.path.join(args.out, "result.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(args.out, "result.json"), summary)
     print(f"tuned {result.pipeline.name} {_fmt(summary['params'])}: StyleX distance "
           f"{result.initial_distance:.4f} -> {result.distance:.4f} in {result.steps} steps "
           f"({result.seconds:.1f} s); wrote {os.path.join(args.out, '')}", file=sys.stderr)

@@ -10,6 +10,7 @@ and the best point any start reached is returned as a :class:`TuneResult`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from typing import Any
@@ -127,8 +128,9 @@ def initial_points(pipeline: Pipeline, starts: int, seed: int, init=None) -> np.
 def _check_settings(optimizer, steps, starts, lr, lr_final, patience, screen):
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS} (got {optimizer!r})")
-    if steps < 1 or starts < 1 or not lr > 0 or patience < 1 or not 0 < lr_final <= 1:
-        raise ValueError(f"need steps >= 1, starts >= 1, lr > 0, 0 < lr_final <= 1, patience "
+    if (steps < 1 or starts < 1 or not 0 < lr < math.inf or patience < 1
+            or not 0 < lr_final <= 1):
+        raise ValueError(f"need steps >= 1, starts >= 1, finite lr > 0, 0 < lr_final <= 1, patience "
                          f">= 1 (got steps={steps}, starts={starts}, lr={lr}, lr_final="
                          f"{lr_final}, patience={patience})")
     if screen < 0:

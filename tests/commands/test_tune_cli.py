@@ -159,3 +159,61 @@ def test_user_pipeline_from_a_module(files, capsys, monkeypatch):
     assert summary["pipeline"] == "test-gamma"
     assert summary["parameter_names"] == ["gain", "gamma"]
     assert 0.5 <= summary["params"]["gain"] <= 2.0 and 0.3 <= summary["params"]["gamma"] <= 3.0
+
+
+def test_raw_files_with_the_same_name_get_their_own_outputs(files, capsys):
+    for d, seed in (("a", 0), ("b", 3)):
+        (files / d).mkdir()
+        np.save(files / d / "scan.npy", _raw(seed))
+    out = files / "same"
+    argv = ["tune", "--raw", str(files / "a" / "scan.npy"), str(files / "b" / "scan.npy"),
+            "--reference", str(files / "ref8.png"), "--steps", "3", "--starts", "1",
+            "--screen", "0", "--out", str(out), "--json", "--quiet"]
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert sorted(p.name for p in out.glob("tuned_*")) == ["tuned_0_scan.png", "tuned_1_scan.png"]
+    params = lap.LAPParams(**summary["params"])
+    for k, seed in ((0, 0), (1, 3)):  # each file holds its own raw image, tuned
+        np.testing.assert_allclose(io.read_image(out / f"tuned_{k}_scan.png") / 65535.0,
+                                   np.asarray(lap.process(_raw(seed), params)), atol=2e-4)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--optimizer", "adam", "--lr", "inf"], "--lr must be a finite number > 0 (got inf)"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--seed", "-5"], "--seed must be >= 0"),
+    (["--starts", "0"], "--starts must be >= 1"),
+])
+def test_bad_options_are_named_before_any_work(files, capsys, monkeypatch, extra, message):
+    monkeypatch.setattr(tune, "fit", lambda *a, **k: pytest.fail("the fit ran"))
+    argv = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "ref8.png"),
+            "--out", str(files / "o")] + extra
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (files / "o").exists()
+
+
+def test_output_folder_is_checked_before_the_fit(files, capsys, monkeypatch):
+    import os
+    monkeypatch.setattr(tune, "fit", lambda *a, **k: pytest.fail("the fit ran"))
+    (files / "afile").write_text("x")
+    base = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "ref8.png")]
+    assert cli.main(base + ["--out", str(files / "afile" / "out")]) == 2
+    assert "afile is a file, not a folder" in capsys.readouterr().err
+    assert cli.main(base + ["--out", str(files / "afile")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    locked = files / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        assert cli.main(base + ["--out", str(locked / "x")]) == 2
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        os.chmod(locked, 0o700)
+
+
+def test_demo_names_a_bad_seed(tmp_path, capsys):
+    assert cli.main(["demo", "--quick", "--seed", "-5", "--out", str(tmp_path / "d")]) == 2
+    assert "--seed must be >= 0 (got -5)" in capsys.readouterr().err
