@@ -29,6 +29,7 @@ Writes ``experiments/results/ct_segmentation.json`` and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -49,12 +50,10 @@ def unit(hu):
     return ((np.asarray(hu, np.float32) + 1000.0) / 2000.0).astype(np.float32)
 
 
-def train_unet(images, labels, *, steps, batch, lr, channels, seed=0):
-    """Adam on random mini-batches; returns the trained model."""
-    model = UNet(len(LABEL_NAMES), 1, channels, seed=seed)
-    graph, params = nnx.split(model)
+@functools.lru_cache(maxsize=4)
+def _fns(graph, lr):
+    """Jitted train step and prediction for one U-Net architecture (shared by the arms)."""
     tx = optax.adam(lr)
-    opt = tx.init(params)
 
     @jax.jit
     def step(params, opt, x, y):
@@ -64,6 +63,18 @@ def train_unet(images, labels, *, steps, batch, lr, channels, seed=0):
         upd, opt = tx.update(g, opt, params)
         return optax.apply_updates(params, upd), opt, loss
 
+    @jax.jit
+    def predict(params, x):
+        return jnp.argmax(nnx.merge(graph, params)(x), -1)
+
+    return tx, step, predict
+
+
+def train_unet(images, labels, *, steps, batch, lr, channels, seed=0):
+    """Adam on random mini-batches (with left-right flips); returns (graph, params, losses)."""
+    graph, params = nnx.split(UNet(len(LABEL_NAMES), 1, channels, seed=seed))
+    tx, step, _ = _fns(graph, lr)
+    opt = tx.init(params)
     rng = np.random.default_rng(seed)
     losses = []
     for i in range(steps):
@@ -74,22 +85,26 @@ def train_unet(images, labels, *, steps, batch, lr, channels, seed=0):
         y = np.where(flip[:, None, None], y[:, :, ::-1], y)
         params, opt, loss = step(params, opt, jnp.asarray(x), jnp.asarray(y))
         losses.append(float(loss))
-    return nnx.merge(graph, params), losses
+    return graph, params, losses
 
 
-def predict(model, images, chunk=8):
-    graph, params = nnx.split(model)
-    fwd = jax.jit(lambda p, x: jnp.argmax(nnx.merge(graph, p)(x), -1))
-    return np.concatenate([np.asarray(fwd(params, jnp.asarray(images[i:i + chunk])))
-                           for i in range(0, len(images), chunk)])
+def predict(graph, params, lr, images, chunk=8):
+    fwd = _fns(graph, lr)[2]
+    out = []
+    for i in range(0, len(images), chunk):
+        x = images[i:i + chunk]
+        pad = chunk - len(x)
+        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+        out.append(np.asarray(fwd(params, jnp.asarray(x)))[:chunk - pad])
+    return np.concatenate(out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-seeds", type=int, default=32)
-    ap.add_argument("--test-seeds", type=int, default=12)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--test-seeds", type=int, default=8)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--channels", default="16,32,64")
@@ -131,12 +146,12 @@ def main():
     }
     results, curves = {}, {}
     for arm, (x, y) in arms.items():
-        model, losses = train_unet(x, y, steps=a.steps, batch=a.batch, lr=a.lr,
-                                   channels=channels)
+        graph, params, losses = train_unet(x, y, steps=a.steps, batch=a.batch, lr=a.lr,
+                                           channels=channels)
         curves[arm] = losses
         per = {}
         for k, name in enumerate(kernels):
-            pred = predict(model, unit(test.images[:, k]))
+            pred = predict(graph, params, a.lr, unit(test.images[:, k]))
             per[name] = dict(pixel_accuracy=pixel_accuracy(pred, test.labels),
                              mean_iou=mean_iou(pred, test.labels, len(LABEL_NAMES)))
         others = [v for kk, v in per.items() if kk != a.train_kernel]
