@@ -260,6 +260,7 @@ def get(name_or_file: str) -> Config:
       ValueError: unknown name, or a file without ``get_config`` returning a Config.
       FileNotFoundError: a path that does not exist.
     """
-    from stylejax.train import simsiam
+    import types
+
     from stylejax.train.config import load_config
-    return load_config(simsiam.TASK, name_or_file)
+    return load_config(types.SimpleNamespace(name="simsiam", configs=NAMED), name_or_file)
