@@ -90,6 +90,9 @@ def run(args) -> int:
     if args.export and export is None:
         raise ValueError(f"task {task.name!r} has nothing to --export")
     cfg = load_config(task, args.config)
+    if args.export:
+        from stylejax.commands.tune import check_output_folder
+        check_output_folder(args.export, "--export")  # before training, not after
     try:
         result = loop.run(task, cfg, args.workdir, steps=args.steps,
                           progress=not args.no_progress)

@@ -331,10 +331,32 @@ def is_run(workdir: str) -> bool:
         join(workdir, CHECKPOINT_DIR))
 
 
+def _read_json(path: str, limit: int = 1 << 20):
+    """A small JSON file; ValueError naming ``path`` when it is garbled or too big."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(limit + 1)
+        if len(text) > limit:
+            raise ValueError(f"larger than {limit} bytes")
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: not a readable JSON file ({err})") from None
+
+
 def read_config(task, workdir: str):
-    """The config saved in ``WORKDIR/config.json``, as the task's config class."""
-    with open(join(workdir, CONFIG_FILE)) as f:
-        return config_class(task).from_dict(json.load(f))
+    """The config saved in ``WORKDIR/config.json``, as the task's config class.
+
+    Raises:
+      ValueError: the file is garbled or holds fields the task's config lacks.
+    """
+    path = join(workdir, CONFIG_FILE)
+    values = _read_json(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    try:
+        return config_class(task).from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def load_run(task, workdir: str, step: int | None = None, *, devices=None):
@@ -365,8 +387,9 @@ def _check_resume_config(workdir: str, cfg: TrainConfig):
     path = join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        saved = json.load(f)
+    saved = _read_json(path)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: expected a JSON object")
     now, defaults = cfg.to_dict(), type(cfg)().to_dict()
     # A field the saved config lacks (added to the class later) held its default.
     diff = [k for k in now if k not in cfg.RESUMABLE_CHANGES

@@ -30,8 +30,8 @@ def test_smoke_run_writes_the_run_folder_and_the_alias_resumes_it(tmp_path, caps
     summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert summary["task"] == "simsiam" and summary["step"] == 6
     assert -1 <= summary["loss"] <= 1
-    assert sorted(os.listdir(workdir)) == ["cache", "checkpoints", "config.json", "loss.png",
-                                           "metrics.jsonl"]
+    assert sorted(os.listdir(workdir)) == ["cache", "checkpoint_digests.json", "checkpoints",
+                                           "config.json", "loss.png", "metrics.jsonl"]
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
@@ -42,6 +42,12 @@ def test_smoke_run_writes_the_run_folder_and_the_alias_resumes_it(tmp_path, caps
                      "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["step"] == 6
     assert len(open(os.path.join(workdir, "metrics.jsonl")).readlines()) == 6
+    # Fewer steps than saved: an error naming the option's value, config.json untouched.
+    config = open(os.path.join(workdir, "config.json")).read()
+    assert cli.main(["train", "simsiam", "--config", "smoke", "--workdir", workdir, "--steps",
+                     "4", "--no-progress"]) == 2
+    assert "steps=4 is below the step already saved" in capsys.readouterr().err
+    assert open(os.path.join(workdir, "config.json")).read() == config
 
 
 def test_errors(tmp_path, capsys):
@@ -52,6 +58,11 @@ def test_errors(tmp_path, capsys):
     assert cli.main(["train", "simsiam", "--config", "smoke", "--workdir", workdir,
                      "--steps", "0"]) == 2
     assert "--steps must be >= 1" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli.main(["train", "simsiam", "--config", "smoke", "--workdir", workdir,
+                     "--export", str(afile / "model")]) == 2
+    assert "--export" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "cyclegan", "--config", "smoke", "--workdir", workdir])
     assert exit_.value.code == 2

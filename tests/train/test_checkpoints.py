@@ -96,3 +96,16 @@ def test_failed_resume_leaves_config_alone_and_short_steps_are_refused(tmp_path)
         loop.run(LinearTask(*_data()), dataclasses.replace(smoke(), steps=9), str(workdir),
                  progress=False)
     assert (workdir / "config.json").read_text() == saved
+
+
+def test_garbled_config_json_is_named(tmp_path):
+    workdir = tmp_path / "run"
+    _run(workdir, steps=2)
+    (workdir / "config.json").write_text('{"name": "smoke", "steps": ')
+    with pytest.raises(ValueError, match=r"config\.json: not a readable JSON"):
+        _run(workdir)
+    with pytest.raises(ValueError, match=r"config\.json: not a readable JSON"):
+        loop.load_run(LinearTask(*_data()), str(workdir))
+    (workdir / "config.json").write_text('{"bogus": 1}')
+    with pytest.raises(ValueError, match=r"config\.json: unknown config field"):
+        loop.load_run(LinearTask(*_data()), str(workdir))
