@@ -20,6 +20,8 @@ TASKS: dict[str, tuple[str, str, str]] = {
                 "the StyleX style encoder (SimSiam on LAP/vendor style pairs of phantoms)"),
     "adain": ("stylejax.train.adain", "TASK",
               "AdaIN decoders for CT kernel transfer (adain, contextual, context-aware)"),
+    "dce": ("stylejax.train.dce", "TASK",
+            "DCE-MRI CE <-> non-CE translation (MUNIT, AdaConv, ConvLSTM)"),
 }
 
 
