@@ -79,7 +79,8 @@ def _repeat_group_inputs(x: jax.Array, i: int, p: int) -> jax.Array:
 
 
 def _shifted_sum(xp: jax.Array, k: jax.Array, p: int, h: int, w: int) -> jax.Array:
-    """``out[b, y, x, g p + o] = sum_{dy, dx, i} xp[b, y + dy, x + dx, g p + i] k[b, dy, dx, i, g p + o]``."""
+    """``out[b, y, x, gp + o] = sum_{dy, dx, i} xp[b, y + dy, x + dx, gp + i] k[b, dy, dx, i, gp + o]``
+    (``gp`` = group index times ``p``)."""
     kh, kw = k.shape[1], k.shape[2]
     out = None
     for dy in range(kh):
