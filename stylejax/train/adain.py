@@ -152,13 +152,15 @@ def encoder_stages(spec: dict, content_tap: str, widths=None):
     return stages
 
 
-def fingerprint(extractor, content_tap: str) -> list[float]:
-    """Mean and std of the content-tap features of a fixed ramp image (an encoder's id)."""
+def fingerprint(extractor, content_tap: str, *, with_width: bool = False):
+    """Mean and std of the content-tap features of a fixed ramp image (an encoder's id);
+    with ``with_width`` also the tap's channel count."""
     s = _FINGERPRINT_SIZE
     yy, xx = np.mgrid[0:s, 0:s] / (s - 1)
     img = (0.5 + 0.25 * np.sin(7 * xx) * np.cos(5 * yy) + 0.2 * xx * yy)[None].astype(np.float32)
     f = np.asarray(extractor(img, (content_tap,))[content_tap], np.float64)
-    return [float(f.mean()), float(f.std())]
+    fp = [float(f.mean()), float(f.std())]
+    return (fp, int(f.shape[-1])) if with_width else fp
 
 
 # --------------------------------------------------------------------------- config
@@ -327,7 +329,9 @@ class AdaINTask:
     def export(self, cfg: AdaINConfig, state, out_dir: str, *, progress: bool = True):
         dec = Decoder(self.stages(cfg), 1, seed=0)
         nnx.update(dec, loop.host_copy(state["decoder"]))
-        save(out_dir, dec, cfg)
+        counts = [x for x in jax.tree.leaves(state["opt"]) if np.ndim(x) == 0
+                  and jnp.issubdtype(x.dtype, jnp.integer)]
+        save(out_dir, dec, cfg, trained_steps=int(loop.host_copy(counts[0])) if counts else None)
         if progress:
             print(f"exported the {cfg.variant} decoder to {out_dir}")
 
@@ -364,8 +368,10 @@ TASK = AdaINTask()
 
 # ------------------------------------------------------------------- save and load
 
-def save(out_dir: str, decoder: Decoder, cfg: AdaINConfig) -> None:
-    """Write ``decoder.safetensors`` (float16) and ``adain.json`` to ``out_dir``."""
+def save(out_dir: str, decoder: Decoder, cfg: AdaINConfig, *,
+         trained_steps: int | None = None) -> None:
+    """Write ``decoder.safetensors`` (float16) and ``adain.json`` to ``out_dir``
+    (``trained_steps``: the optimiser steps actually run, recorded in the json)."""
     from safetensors.numpy import save_file
     os.makedirs(out_dir, exist_ok=True)
     tensors = {}
@@ -379,7 +385,7 @@ def save(out_dir: str, decoder: Decoder, cfg: AdaINConfig) -> None:
             "intensity": {"hu_window": list(HU_WINDOW)},
             "fingerprint": fingerprint(TASK._encoder(json.dumps(spec, sort_keys=True)),
                                        cfg.content_tap),
-            "config": dataclasses.asdict(cfg)}
+            "trained_steps": trained_steps, "config": dataclasses.asdict(cfg)}
     with open(os.path.join(out_dir, META_FILE), "w") as f:
         json.dump(meta, f, indent=1)
 
@@ -421,11 +427,10 @@ def load(path: str, extractor=None) -> tuple[AdaINNet, dict]:
         raise ValueError(f"{dec_path}: decoder tensors do not match the architecture in "
                          f"{META_FILE} (expected {len(expected)} tensors "
                          f"{sorted(expected)[:2]}..., got {sorted(got)[:2]}...)")
-    fp = fingerprint(enc, tap)
-    if enc is not None and int(np.shape(enc(np.zeros((1, 32, 32), np.float32), (tap,))[tap])[-1]
-                               ) != stages[-1][0]:
+    fp, width = fingerprint(enc, tap, with_width=True)
+    if width != stages[-1][0]:
         raise ValueError(f"{path}: the decoder takes {stages[-1][0]} channels but the encoder "
-                         f"gives {tap} with another width")
+                         f"gives {width} at {tap}")
     if not np.allclose(fp, meta.get("fingerprint", [np.nan, np.nan]), rtol=2e-3, atol=1e-5):
         raise ValueError(f"{path}: the decoder does not match the encoder (fingerprint "
                          f"{fp} vs {meta.get('fingerprint')}): it was trained on another "

@@ -1,5 +1,6 @@
 """The AdaIN CT training task: sampling, a smoke run, export/load and its checks."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -57,7 +58,7 @@ def test_config_checks_and_registry():
 
 
 def test_smoke_run_export_load_and_mismatch(tmp_path):
-    cfg = A.smoke()
+    cfg = dataclasses.replace(A.smoke(), variant="adain")  # contextual: tests/losses
     result = loop.run(A.TASK, cfg, None, devices=jax.devices()[:1], progress=False)
     assert result.step == cfg.steps
     assert all(np.isfinite(v) for v in result.last_metrics.values())
