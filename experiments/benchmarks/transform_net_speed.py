@@ -17,6 +17,11 @@ timed in alternating rounds in one process, so a busy shared CPU slows both alik
 ratio is the median of the per-round ratios. Every timed call ends when the result is
 on the host (``block_until_ready`` / ``.cpu()``).
 
+``--xla-column`` adds the same JAX network with XLA's convolution everywhere
+(``conv_method="xla"``), to show what the CPU GEMM formulations of
+``stylejax.models.transform_net`` (stride-1 convolutions as one matrix product plus a
+shifted sum; upsample + convolution at low resolution) contribute.
+
 Gatys column: one Gatys NST step (``stylejax.methods.gatys``, VGG19 to relu5_2 with
 random weights, Adam) on the same image, timed over ``--gatys-steps`` steps after the
 compiling one; a full Gatys transfer runs 300 steps by default (``stylejax nst``) and 3000
@@ -50,6 +55,9 @@ def parse_args():
                    help="timed Gatys steps after the first (0 skips the Gatys column)")
     p.add_argument("--noise", action="store_true",
                    help="also time the JAX network with noise injection (a key per call)")
+    p.add_argument("--xla-column", action="store_true",
+                   help="also time the JAX network with XLA's convolutions everywhere "
+                        "(conv_method='xla'), i.e. without the CPU GEMM formulations")
     p.add_argument("--tag", default="", help="suffix of the results file")
     p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"))
     return p.parse_args()
@@ -61,8 +69,8 @@ def make_image(size):
     return ultrasound(0, (size, size), "lq").image
 
 
-def jax_side(images, noise):
-    """The jitted stylejax forward pass; returns (run, run_noise, weights, output)."""
+def jax_side(images, noise, xla_column=False):
+    """The jitted stylejax forward pass; returns (run, run_noise, run_xla, weights)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -95,9 +103,19 @@ def jax_side(images, noise):
         counter[0] += 1
         return forward_noise(state, x, jax.random.key(counter[0])).block_until_ready()
 
+    plain = nnx.clone(model)
+    for _, layer in nnx.iter_graph(plain):
+        if isinstance(layer, tn.ConvLayer):
+            layer.method = "xla"
+    graphdef_xla, state_xla = nnx.split(plain)
+    forward_xla = jax.jit(lambda s, x: nnx.merge(graphdef_xla, s)(x))
+
+    def run_xla():
+        return forward_xla(state_xla, x).block_until_ready()
+
     weights = {name: np.asarray(value) for name, value in _flat(nnx.to_pure_dict(
         nnx.state(model, nnx.Param)))}
-    return run, (run_noise if noise else None), weights
+    return run, (run_noise if noise else None), (run_xla if xla_column else None), weights
 
 
 def _flat(tree, prefix=""):
@@ -202,7 +220,7 @@ def main():
 
     image = make_image(args.size)
     images = np.repeat(image[None], args.batch, axis=0)
-    jax_run, jax_noise, weights = jax_side(images, args.noise)
+    jax_run, jax_noise, jax_xla, weights = jax_side(images, args.noise, args.xla_column)
     try:
         torch_run, torch_version, torch_threads = torch_side(images, weights, args.torch_device)
     except ImportError:
@@ -219,7 +237,11 @@ def main():
             raise SystemExit(f"the two networks disagree: {check}")
     if jax_noise is not None:
         timed(jax_noise)
-    jax_times, torch_times, noise_times, ratios = [], [], [], []
+    if jax_xla is not None:
+        _, xla_out = timed(jax_xla)
+        check["xla_vs_default_max_abs_difference"] = float(
+            np.max(np.abs(np.asarray(xla_out) - np.asarray(jax_out))))
+    jax_times, torch_times, noise_times, xla_times, ratios = [], [], [], [], []
     for r in range(args.rounds):
         jt, _ = timed(jax_run)
         jax_times.append(jt)
@@ -233,6 +255,10 @@ def main():
             nt, _ = timed(jax_noise)
             noise_times.append(nt)
             msg += f", jax+noise {nt * 1000:.0f} ms"
+        if jax_xla is not None:
+            xt, _ = timed(jax_xla)
+            xla_times.append(xt)
+            msg += f", jax xla-convs {xt * 1000:.0f} ms"
         print(msg, file=sys.stderr)
 
     gatys, gatys_skipped = (None, "--gatys-steps 0")
@@ -256,6 +282,9 @@ def main():
     }
     if noise_times:
         result["jax_noise_ms_per_image"] = 1000 * per_image(statistics.median(noise_times))
+    if xla_times:
+        result["jax_xla_convs_ms_per_image"] = 1000 * per_image(statistics.median(xla_times))
+        result["jax_xla_convs_s"] = xla_times
     if torch_run is not None:
         result.update({
             "torch_version": torch_version, "torch_threads": torch_threads,
@@ -281,6 +310,9 @@ def main():
     if noise_times:
         nms = result["jax_noise_ms_per_image"]
         print(f"{'jax + noise':22s} {nms:10.1f} {nms / jms:8.2f}")
+    if xla_times:
+        xms = result["jax_xla_convs_ms_per_image"]
+        print(f"{'jax, XLA convs only':22s} {xms:10.1f} {xms / jms:8.2f}")
     if torch_run is not None:
         print(f"{'torch':22s} {result['torch_ms_per_image']:10.1f} "
               f"{result['torch_ms_per_image'] / jms:8.2f}")
