@@ -22,6 +22,8 @@ TASKS: dict[str, tuple[str, str, str]] = {
               "AdaIN decoders for CT kernel transfer (adain, contextual, context-aware)"),
     "dce": ("stylejax.train.dce", "TASK",
             "DCE-MRI CE <-> non-CE translation (MUNIT, AdaConv, ConvLSTM)"),
+    "transform-net": ("stylejax.train.transform_net", "TASK",
+                      "Johnson transform net, ultrasound LQ -> HQ (perceptual loss, noise, avg style)"),
 }
 
 
