@@ -26,7 +26,10 @@ A *task* (:class:`Task`) says what is trained: its state, its batches and its st
   :class:`TrainingDiverged` (naming the last good checkpoint) before anything
   non-finite is saved or returned.
 * **Logs**: ``WORKDIR/config.json``, ``metrics.jsonl`` (one JSON object per step),
-  ``loss.png`` and a tqdm progress bar on stderr.
+  ``loss.png``, ``checkpoint_digests.json`` (a SHA-256 per checkpoint, checked on
+  restore: a damaged checkpoint is skipped for the previous one) and a tqdm progress
+  bar on stderr. All files go through ``etils.epath``, so ``gs://`` workdirs hold
+  them too.
 * ``workdir=None``: an in-memory run (no files, no checkpoints, no resume) for short
   trainings inside a library call.
 
@@ -55,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import math
 import os
@@ -229,6 +233,12 @@ def jit_step(step_fn: Callable, mesh) -> Callable:
 # --------------------------------------------------------------------- run folders
 
 
+def _path(path: str):
+    """``path`` as an ``etils.epath.Path`` (local, ``gs://``, ...)."""
+    from etils import epath
+    return epath.Path(path)
+
+
 def join(workdir: str, name: str) -> str:
     """``workdir/name`` for local paths and URLs (``gs://...``)."""
     return f"{workdir.rstrip('/')}/{name}" if "://" in workdir else os.path.join(
@@ -268,11 +278,10 @@ def state_digest(tree) -> str:
 
 def _read_digests(workdir: str) -> dict:
     path = join(workdir, DIGEST_FILE)
-    if not os.path.exists(path):
+    if not _path(path).exists():
         return {}
     try:
-        with open(path) as f:
-            digests = json.load(f)
+        digests = json.loads(_path(path).read_text())
         return digests if isinstance(digests, dict) else {}
     except (OSError, ValueError):
         warnings.warn(f"{path} is unreadable; checkpoints are restored unverified",
@@ -327,14 +336,14 @@ def restore_verified(manager, abstract_state, workdir: str, step: int | None = N
 
 def is_run(workdir: str) -> bool:
     """Whether ``workdir`` looks like a run folder (``config.json`` + ``checkpoints/``)."""
-    return os.path.exists(join(workdir, CONFIG_FILE)) and os.path.isdir(
-        join(workdir, CHECKPOINT_DIR))
+    return _path(join(workdir, CONFIG_FILE)).exists() and _path(
+        join(workdir, CHECKPOINT_DIR)).is_dir()
 
 
 def _read_json(path: str, limit: int = 1 << 20):
     """A small JSON file; ValueError naming ``path`` when it is garbled or too big."""
     try:
-        with open(path, "rb") as f:
+        with _path(path).open("rb") as f:
             text = f.read(limit + 1)
         if len(text) > limit:
             raise ValueError(f"larger than {limit} bytes")
@@ -385,7 +394,7 @@ def load_run(task, workdir: str, step: int | None = None, *, devices=None):
 
 def _check_resume_config(workdir: str, cfg: TrainConfig):
     path = join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
+    if not _path(path).exists():
         return
     saved = _read_json(path)
     if not isinstance(saved, dict):
@@ -401,19 +410,17 @@ def _check_resume_config(workdir: str, cfg: TrainConfig):
 
 
 def _write_atomic(path: str, text: str):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    tmp = _path(f"{path}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(_path(path))
 
 
 def _truncate_metrics(path: str, last_step: int):
     """Drop metric lines past ``last_step`` (written after the checkpoint we resume from)
     and a half-written last line (a run killed while appending; with a warning)."""
-    if not os.path.exists(path):
+    if not _path(path).exists():
         return
-    with open(path) as f:
-        lines = [line for line in f if line.strip()]
+    lines = [line for line in _path(path).read_text().splitlines(keepends=True) if line.strip()]
     keep = []
     for n, line in enumerate(lines):
         try:
@@ -436,8 +443,8 @@ def plot_metrics(metrics_path: str, out_path: str, *, title: str = "training",
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    with open(metrics_path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [json.loads(line) for line in _path(metrics_path).read_text().splitlines()
+            if line.strip()]
     if not rows:
         return
     steps = [r["step"] for r in rows]
@@ -459,10 +466,12 @@ def plot_metrics(metrics_path: str, out_path: str, *, title: str = "training",
     fig.legend(loc="upper right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    tmp = f"{out_path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
-    os.replace(tmp, out_path)
+    tmp = _path(f"{out_path}.tmp{os.getpid()}.png")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(_path(out_path))
 
 
 # ------------------------------------------------------------------------- the loop
@@ -476,8 +485,10 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
     Args:
       task: the :class:`Task`.
       cfg: its config (validated here).
-      workdir: run directory (created; resumed from when it holds checkpoints), a
-        ``gs://`` URL (checkpoints only), or None for an in-memory run (no files).
+      workdir: run directory (created; resumed from when it holds checkpoints), local
+        or a URL ``etils.epath`` and orbax open (``gs://...``: every file goes there;
+        ``metrics.jsonl`` is then rewritten at each save and plot instead of appended
+        to), or None for an in-memory run (no files).
       steps: total number of steps (overrides ``cfg.steps``).
       devices: devices of the data mesh (default: all).
       progress: show a tqdm progress bar on stderr (process 0 only).
@@ -502,9 +513,13 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
     mesh = make_mesh(devices)
     if cfg.batch_size % mesh.size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {mesh.size} devices")
-    local = workdir is not None and "://" not in workdir
+    # Every file goes through etils.epath: local folders and gs:// alike. Object stores
+    # cannot append, so there metrics.jsonl is rewritten whole at saves and plots.
+    local = workdir is not None
+    remote = local and "://" in workdir
     if local:
-        os.makedirs(workdir, exist_ok=True)
+        if lead:
+            _path(workdir).mkdir(parents=True, exist_ok=True)
         _check_resume_config(workdir, cfg)
 
     batch = task.batches(cfg, mesh, workdir)
@@ -536,6 +551,14 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
 
     monitor = tuple(getattr(task, "monitor", ()))
     pending: list[tuple[int, dict]] = []
+    unsent: list[str] = []  # metric lines not yet in a remote metrics.jsonl
+
+    def send():
+        nonlocal unsent
+        if unsent:
+            old = _path(metrics_path).read_text() if _path(metrics_path).exists() else ""
+            _write_atomic(metrics_path, old + "\n".join(unsent) + "\n")
+            unsent = []
     history: list[dict] = []
     last: dict = {}
     last_good = start if start else None
@@ -571,8 +594,11 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
             last = m
         pending = []
         if lead and local:
-            with open(metrics_path, "a") as f:
-                f.write("\n".join(lines) + "\n")
+            if remote:
+                unsent.extend(lines)
+            else:
+                with open(metrics_path, "a") as f:
+                    f.write("\n".join(lines) + "\n")
         bar.set_postfix(loss=f"{last['loss']:.4f}",
                         **{k: f"{last[k]:.4f}" for k in monitor if k in last},
                         samples_s=f"{rate:.1f}")
@@ -607,10 +633,14 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
                 manager.save(done, args=ocp.args.StandardSave(state))
                 manager.wait_until_finished()
                 last_good = done
+            if remote and lead and (save or done % cfg.plot_every == 0 or done == cfg.steps):
+                send()
             if lead and local and (done % cfg.plot_every == 0 or done == cfg.steps):
                 plot_metrics(metrics_path, join(workdir, PLOT_FILE), monitor=monitor,
                              title=f"{task.name} training ({cfg.name})")
         flush()
+        if remote and lead:
+            send()
         if manager is None and start < cfg.steps and not bool(host_copy(_all_finite(state))):
             raise TrainingDiverged(f"the state holds NaN/inf after step {cfg.steps} (in-memory "
                                    "run). Lower the learning rate or check the data.")
