@@ -23,7 +23,7 @@ TASKS: dict[str, tuple[str, str, str]] = {
     "dce": ("stylejax.train.dce", "TASK",
             "DCE-MRI CE <-> non-CE translation (MUNIT, AdaConv, ConvLSTM)"),
     "transform-net": ("stylejax.train.transform_net", "TASK",
-                      "Johnson transform net, ultrasound LQ -> HQ (perceptual loss, noise, avg style)"),
+                      "Johnson transform net for ultrasound LQ -> HQ (noise injection, avg style)"),
 }
 
 
