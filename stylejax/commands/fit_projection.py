@@ -38,12 +38,11 @@ def run(args) -> int:
     from stylejax.metrics import stylex
     from stylejax.train import projection, simsiam
 
-    stylex.check_output_dir(os.path.abspath(args.out))  # before the fit, not after
+    if "://" not in args.out:  # local: checked before the fit, not after
+        stylex.check_output_dir(os.path.abspath(args.out))
     model = simsiam.load_model(args.model)
-    dtype = "float16"
-    if os.path.exists(os.path.join(args.model, stylex.MODEL_FILE)):
-        # keep a saved model's dtype (load_model checked the file); a run exports float16
-        dtype = _saved_dtype(args.model) or dtype
+    # keep a saved model's dtype (load_model checked the file); a run exports float16
+    dtype = _saved_dtype(args.model) or "float16"
     fitted = projection.fit(model, progress=not args.no_progress)
     fitted.save(args.out, dtype=dtype)
     print(json.dumps(dict(out=args.out, embedding_dim=fitted.embedding_dim,
@@ -52,5 +51,13 @@ def run(args) -> int:
 
 
 def _saved_dtype(folder):
+    """The dtype recorded in a saved model's description (local or gs://), else None."""
+    from etils import epath
+
     from stylejax.metrics import stylex
-    return stylex._read_meta(os.path.join(folder, stylex.MODEL_FILE)).get("dtype")
+    meta = epath.Path(folder) / stylex.MODEL_FILE
+    if not meta.exists():
+        return None
+    if "://" not in str(folder):
+        return stylex._read_meta(os.path.join(folder, stylex.MODEL_FILE)).get("dtype")
+    return json.loads(meta.read_text()).get("dtype")  # size checked by load_model

@@ -266,7 +266,21 @@ class StyleX:
         from safetensors.numpy import save_file
         if dtype not in ("float16", "float32"):
             raise ValueError(f"dtype must be float16 or float32 (got {dtype!r})")
-        path = os.path.abspath(os.fspath(path)).rstrip(os.sep) or os.sep
+        path = os.fspath(path)
+        if "://" in path:  # gs:// etc.: written locally, then each file copied there
+            import tempfile
+
+            from etils import epath
+            with tempfile.TemporaryDirectory() as local:
+                self.save(os.path.join(local, "model"), dtype=dtype)
+                remote = epath.Path(path)
+                remote.mkdir(parents=True, exist_ok=True)
+                for name in (WEIGHTS_FILE, MODEL_FILE):  # the description last
+                    tmp = remote / f"{name}.tmp{os.getpid()}"
+                    tmp.write_bytes(open(os.path.join(local, "model", name), "rb").read())
+                    tmp.replace(remote / name)
+            return
+        path = os.path.abspath(path).rstrip(os.sep) or os.sep
         check_output_dir(path)
         weights = {k: np.ascontiguousarray(v.astype(dtype)) for k, v in self.flat_weights().items()}
         if self.projection is not None:  # float32: small, and it scales every direction
@@ -477,6 +491,9 @@ def load(path: str) -> StyleX:
       FileNotFoundError: ``path`` does not exist.
       ValueError: ``path`` is not a saved StyleX model.
     """
+    path = os.fspath(path)
+    if "://" in path:
+        return _load_remote(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"StyleX model directory not found: {path}")
     meta_path = os.path.join(path, MODEL_FILE)
@@ -503,6 +520,31 @@ def load(path: str) -> StyleX:
                          "with stylejax.train.simsiam.load_model, or export it with "
                          "'stylejax train simsiam --export'")
     raise ValueError(f"{path} is not a StyleX model: expected {MODEL_FILE} + {WEIGHTS_FILE}")
+
+
+def _load_remote(path: str) -> StyleX:
+    """:func:`load` for a URL (``gs://...``): both files copied to a local temporary
+    folder through ``etils.epath`` (the description's size checked first)."""
+    import tempfile
+
+    from etils import epath
+    remote = epath.Path(path)
+    if not remote.is_dir():
+        raise FileNotFoundError(f"StyleX model directory not found: {path}")
+    with tempfile.TemporaryDirectory() as local:
+        for name in (MODEL_FILE, WEIGHTS_FILE):
+            if not (remote / name).exists():
+                raise ValueError(f"{path} is not a StyleX model: expected {MODEL_FILE} + "
+                                 f"{WEIGHTS_FILE}")
+            if name == MODEL_FILE and (remote / name).stat().length > MAX_META_BYTES:
+                raise ValueError(f"{path}/{name}: more than a model description can hold "
+                                 f"(limit {MAX_META_BYTES} bytes)")
+            with (remote / name).open("rb") as src, open(os.path.join(local, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        try:
+            return load(local)
+        except ValueError as err:
+            raise ValueError(str(err).replace(local, path)) from None
 
 
 def load_pretrained() -> StyleX:

@@ -304,6 +304,12 @@ def load_model(path: str):
       ValueError: ``path`` is neither a saved StyleX model nor a training run.
     """
     from stylejax.metrics import stylex
+    path = os.fspath(path)
+    if "://" in path:  # gs:// etc. through etils.epath
+        from etils import epath
+        if loop.is_run(path) and not (epath.Path(path) / stylex.MODEL_FILE).exists():
+            return from_run(*load_run(path))
+        return stylex.load(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"StyleX model directory not found: {path}")
     if os.path.exists(os.path.join(path, stylex.MODEL_FILE)) or not loop.is_run(path):

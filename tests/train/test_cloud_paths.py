@@ -67,3 +67,23 @@ def test_gs_workdir_gets_config_metrics_plot_and_digests(bucket):
     saved, state, step = loop.load_run(task, workdir)
     assert saved == cfg and step == 6
     np.testing.assert_allclose(np.asarray(state["w"]), w, rtol=1e-5, atol=1e-6)
+
+
+def test_stylex_model_saved_to_and_loaded_from_gs(bucket):
+    from flax import nnx
+
+    from stylejax.metrics import stylex
+    from stylejax.models.simsiam import StyleEncoder
+    from stylejax.train import simsiam
+    model = stylex.StyleX.from_encoder(StyleEncoder(width=4, dim=16, rngs=nnx.Rngs(0)),
+                                       embed_size=32, info={"config": "t"})
+    model.save("gs://bucket/models/m", dtype="float32")
+    assert sorted(p.name for p in (bucket / "models" / "m").iterdir()) == [
+        stylex.MODEL_FILE, stylex.WEIGHTS_FILE]
+    for back in (stylex.load("gs://bucket/models/m"), simsiam.load_model("gs://bucket/models/m")):
+        assert back.embed_size == 32 and back.info == {"config": "t"}
+        for k, v in model.flat_weights().items():
+            np.testing.assert_array_equal(back.flat_weights()[k], v)
+    (bucket / "models" / "m" / stylex.MODEL_FILE).write_text("{")
+    with pytest.raises(ValueError, match="gs://bucket/models/m"):
+        stylex.load("gs://bucket/models/m")
