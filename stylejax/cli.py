@@ -13,7 +13,7 @@ import sys
 
 # Module names under stylejax.commands, in the order --help lists them.
 COMMANDS = ("demo", "lap", "phantoms", "tune", "train", "fit_projection",
-            "evaluate_stylex", "nst")
+            "evaluate_stylex", "nst", "dce")
 
 
 class StylejaxError(Exception):

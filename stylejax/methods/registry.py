@@ -31,11 +31,13 @@ from __future__ import annotations
 
 from stylejax.methods.adain import AdaIN
 from stylejax.methods.base import Method
+from stylejax.methods.dce import DCE
 from stylejax.methods.gatys import Gatys
+from stylejax.methods.johnson import Johnson
 from stylejax.methods.mr2nst import Mr2NST
 
 #: Every method by name, in the order ``--help`` lists them.
-METHODS: dict[str, Method] = {m.name: m for m in (Gatys(), Mr2NST(), AdaIN())}
+METHODS: dict[str, Method] = {m.name: m for m in (Gatys(), Mr2NST(), AdaIN(), DCE(), Johnson())}
 
 
 def get_method(name: str) -> Method:
