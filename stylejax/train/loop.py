@@ -525,7 +525,10 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
     batch = task.batches(cfg, mesh, workdir)
     state = _private(task.init(cfg, mesh))
     step_fn = jit_step(task.step(cfg, mesh), mesh)
-    key = jax.device_put(jax.random.key(cfg.seed, impl=cfg.rng_impl), NamedSharding(mesh, P()))
+    # The base key replicated over the mesh (multi-host safe: each process fills its own
+    # devices; jax.device_put cannot target other processes' devices).
+    key = jax.random.wrap_key_data(replicate(np.asarray(jax.random.key_data(
+        jax.random.key(cfg.seed, impl=cfg.rng_impl))), mesh), impl=cfg.rng_impl)
     manager = checkpoint_manager(workdir, cfg.keep_checkpoints) if workdir is not None else None
     metrics_path = join(workdir, METRICS_FILE) if local else None
     start = 0
