@@ -48,6 +48,10 @@ def _add_options(p):
                    help="after training, write the task's shipped artefact to DIR (simsiam: "
                         "fit the style projection and save the model, float16, for "
                         "stylex.load)")
+    p.add_argument("--data", default=None, metavar="PATH_OR_NAME",
+                   help="train on a folder of raw DICOM/TIFF/PNG/NPY images or a data set "
+                        "name (built once as an array_record TFDS data set, streamed "
+                        "through Grain; simsiam) instead of synthetic phantoms")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -89,6 +93,10 @@ def run(args) -> int:
     export = getattr(task, "export", None)
     if args.export and export is None:
         raise ValueError(f"task {task.name!r} has nothing to --export")
+    if getattr(args, "data", None):
+        if not hasattr(task, "with_data"):
+            raise ValueError(f"task {task.name!r} does not take --data")
+        task = task.with_data(args.data)
     cfg = load_config(task, args.config)
     if args.export:
         from stylejax.commands.tune import check_output_folder

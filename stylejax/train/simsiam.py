@@ -197,15 +197,26 @@ class SimSiamTask:
     configs = simsiam_configs.NAMED
     monitor = ("z_std",)
 
-    def __init__(self, source=None, gather_on_device: bool | None = None):
+    def __init__(self, source=None, gather_on_device: bool | None = None,
+                 data: str | None = None):
         self.source = source
         self.gather_on_device = gather_on_device
+        self.data = data
+
+    def with_data(self, data: str) -> "SimSiamTask":
+        """This task training on a raw-image folder or data set
+        (:class:`~stylejax.train.simsiam_data.FolderSource`; ``stylejax train simsiam
+        --data PATH_OR_NAME``)."""
+        return SimSiamTask(gather_on_device=self.gather_on_device, data=data)
 
     def init(self, cfg: Config, mesh) -> TrainState:
         return init_state(cfg, mesh)
 
     def batches(self, cfg: Config, mesh, workdir) -> Callable[[int], dict]:
         source = self.source
+        if source is None and self.data is not None:
+            from stylejax.train.simsiam_data import FolderSource
+            source = FolderSource(cfg, self.data)
         if source is None:
             local = workdir is not None and "://" not in workdir
             source = PhantomSource(cfg, cache_dir=loop.join(workdir, "cache") if local else None)

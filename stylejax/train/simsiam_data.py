@@ -201,3 +201,88 @@ def gather_batch(pools: dict, idx: dict) -> dict:
     return dict(a=images(idx["a"]), b=images(idx["b"]),
                 tissue_a=jnp.take(pools["tissue"], idx["a"], axis=0),
                 tissue_b=jnp.take(pools["tissue"], idx["b"], axis=0), prestyled=vendor)
+
+
+def prepare_raw(raw, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A raw X-ray image of any size -> ``(raw [size, size] float32, tissue uint8)``:
+    the central square, resized (area average) to ``size``; tissue is where the
+    image is below 90 % of its 99th-percentile signal (air passes the most X-rays,
+    so it is the brightest raw signal)."""
+    from PIL import Image
+    raw = np.asarray(raw, np.float32)
+    if raw.ndim != 2 or min(raw.shape) < 8 or not np.all(np.isfinite(raw)):
+        raise ValueError(f"raw image must be a finite 2-D array of at least 8x8 "
+                         f"(got shape {raw.shape})")
+    h, w = raw.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = raw[top:top + side, left:left + side]
+    if side != size:
+        square = np.asarray(Image.fromarray(square, mode="F").resize(
+            (size, size), Image.Resampling.BOX if side > size else Image.Resampling.BILINEAR),
+            np.float32)
+    square = np.maximum(square, 1e-6)
+    tissue = (square < 0.9 * np.percentile(square, 99)).astype(np.uint8)
+    return square, tissue
+
+
+class FolderSource(PhantomSource):
+    """Pair batches streamed from a raw-image data set instead of an in-memory pool.
+
+    ``data`` is a folder of raw DICOM/TIFF/PNG/NPY files or a data set name
+    (:func:`stylejax.data.datasets.load_raw_dataset`: built once as an array_record
+    TFDS data set, then read with random access). Examples are read through a Grain
+    ``MapDataset`` (:func:`prepare_raw` as its map) only for the rows of this
+    process's share of each step's batch, so host memory does not grow with the
+    data set. Pairs are drawn as in :class:`PhantomSource` (``num_raw`` = the data
+    set's size) from ``(seed, step)``, so the data order is a function of the step:
+    a resumed run, on any number of processes, reads exactly what an uninterrupted
+    run would. Vendor styles are not available (``vendor_fraction`` must be 0).
+
+    Args:
+      cfg: the run's :class:`Config` (``raw_size`` is the side images are resized to).
+      data: folder or data set name.
+      data_dir: where TFDS keeps built data sets (default: TFDS's).
+    """
+
+    def __init__(self, cfg: Config, data: str, data_dir: str | None = None):
+        import dataclasses
+
+        import grain
+
+        from stylejax.data import datasets
+        if cfg.vendor_fraction > 0:
+            raise ValueError(f"--data {data}: vendor_fraction must be 0 with a raw-image "
+                             f"data set (got {cfg.vendor_fraction})")
+        source = datasets.load_raw_dataset(data, "train", data_dir=data_dir)
+        if len(source) < 2:
+            raise ValueError(f"--data {data}: need at least 2 training images "
+                             f"(found {len(source)})")
+        size = cfg.raw_size
+        self.data = data
+        self.dataset = grain.MapDataset.source(source).map(
+            lambda example: prepare_raw(example["raw"], size))
+        self.cfg = dataclasses.replace(cfg, num_raw=len(source))
+        self.vendor_styles, self.vendor = (), None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def pools(self) -> dict:
+        raise ValueError("a FolderSource streams its images; it has no in-memory pools")
+
+    def local_batch(self, step: int, process_index: int = 0, process_count: int = 1) -> dict:
+        """This process's rows of ``step``'s batch, as :meth:`PhantomSource.local_batch`."""
+        from stylejax.train import pairs
+        idx = self.local_indices(step, process_index, process_count)
+        wanted = sorted(set(idx["a"].tolist()) | set(idx["b"].tolist()))
+        read = {i: self.dataset[i] for i in wanted}
+        stack = np.stack([read[i][0] for i in wanted])
+        rows = 2 * len(idx["a"])  # one shape per run: a single compilation
+        stack = np.concatenate([stack, np.repeat(stack[-1:], rows - len(stack), axis=0)])
+        normalized = dict(zip(wanted, pairs.normalize(stack)[:len(wanted)]))
+        return dict(a=np.stack([normalized[i] for i in idx["a"]]),
+                    b=np.stack([normalized[i] for i in idx["b"]]),
+                    tissue_a=np.stack([read[i][1] for i in idx["a"]]),
+                    tissue_b=np.stack([read[i][1] for i in idx["b"]]),
+                    prestyled=idx["vendor"].copy())
