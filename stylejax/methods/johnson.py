@@ -4,7 +4,7 @@ One forward pass of a trained :class:`stylejax.models.transform_net.TransformNet
 (ultrasound thesis 3.3). The network shipped in ``stylejax/assets/johnson_us/`` was trained
 with ``stylejax train transform-net --config default`` to map simulated low-quality B-mode
 images to the high-quality image of the same anatomy (perceptual loss on the StyleX
-encoder, average HQ style, noise injection); ``weights`` names another exported network
+encoder, average HQ style, noise injection); ``network`` names another exported network
 (``stylejax train transform-net --export DIR``).
 
 The style is baked into the network, so the ``--style`` images the command requires are
@@ -47,11 +47,11 @@ class JohnsonConfig:
     """Settings of the feed-forward transform network.
 
     Attributes:
-      weights: exported network directory; None = the shipped LQ -> HQ ultrasound network.
+      network: exported network directory; None = the shipped LQ -> HQ ultrasound network.
       noise_seed: seed of the injected noise; None = deterministic (no noise).
     """
 
-    weights: str | None = option(None, "exported transform-network directory (default: the "
+    network: str | None = option(None, "exported transform-network directory (default: the "
                                  "shipped ultrasound LQ -> HQ network)")
     noise_seed: int | None = option(None, "seed of the injected noise (default: none, "
                                     "deterministic)")
@@ -93,25 +93,25 @@ def _check_content(x) -> tuple[np.ndarray, bool]:
     return (a - lo) / (hi - lo), True
 
 
-def transfer(content, *, weights: str | None = None, noise_seed: int | None = None
+def transfer(content, *, network: str | None = None, noise_seed: int | None = None
              ) -> np.ndarray:
     """Run the transform network on one image.
 
     Args:
       content: ``[H, W]`` grayscale (in [0, 1], or any range: min-max mapped), H, W >= 8.
-      weights, noise_seed: as :class:`JohnsonConfig`.
+      network, noise_seed: as :class:`JohnsonConfig`.
     Returns:
       ``[H, W]`` float32 in [0, 1].
     Raises:
       ValueError: wrong rank/dtype, NaN/inf, a constant out-of-range image, a missing
         network or one of another architecture.
     """
-    return _transfer(content, JohnsonConfig(weights=weights, noise_seed=noise_seed))
+    return _transfer(content, JohnsonConfig(network=network, noise_seed=noise_seed))
 
 
 def _transfer(content, cfg: JohnsonConfig) -> np.ndarray:
     x, _ = _check_content(content)
-    path = cfg.weights or shipped_network()
+    path = cfg.network or shipped_network()
     if not os.path.isdir(path):
         raise ValueError(f"transform network {path!r} not found (export one with 'stylejax "
                          "train transform-net --config default --workdir DIR --export OUT')")

@@ -56,7 +56,7 @@ def test_bad_input(pair, tmp_path):
     with pytest.raises(ValueError, match="noise_seed"):
         M.JohnsonConfig(noise_seed=-1)
     with pytest.raises(ValueError, match="not found"):
-        M.transfer(lq, weights=str(tmp_path / "nothing"))
+        M.transfer(lq, network=str(tmp_path / "nothing"))
     # a checkpoint of another architecture
     other = tmp_path / "other"
     shutil.copytree(M.shipped_network(), other)
@@ -66,10 +66,10 @@ def test_bad_input(pair, tmp_path):
     with open(other / META_FILE, "w") as f:
         json.dump(meta, f)
     with pytest.raises(ValueError, match="another architecture"):
-        M.transfer(lq, weights=str(other))
+        M.transfer(lq, network=str(other))
     adain_dir = os.path.join(os.path.dirname(M.shipped_network()), "adain_ct", "adain")
     with pytest.raises(ValueError, match="not an exported transform network"):
-        M.transfer(lq, weights=adain_dir)
+        M.transfer(lq, network=adain_dir)
 
 
 def test_cli(pair, tmp_path):

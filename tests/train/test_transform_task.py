@@ -83,7 +83,7 @@ def test_config_checks_and_registry():
 
 def test_smoke_run_export_and_load(tmp_path):
     cfg = dataclasses.replace(T.smoke(), steps=2).validate()
-    res = loop.run(T.TASK, cfg, None)
+    res = loop.run(T.TASK, cfg, None, devices=jax.devices()[:1])
     assert np.isfinite(res.last_metrics["loss"]) and len(res.history) == 2
     out = tmp_path / "net"
     T.TASK.export(cfg, res.state, str(out), progress=False)
