@@ -37,6 +37,7 @@ with any extractor ``extractor(images, taps) -> {tap: [N, h, w, C]}``.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -152,6 +153,49 @@ def conv_gemm(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
     return out
 
 
+def _upsample_conv_xla(x, kernel, size):
+    full = upsample2(x, (2 * x.shape[1], 2 * x.shape[2]))
+    return conv(reflect_pad(full, 1), kernel)[:, : size[0], : size[1]]
+
+
+# The GEMM forms differentiate into pads and scatter-adds that XLA's CPU backend runs
+# far slower than its own convolution gradients (which go the fast way round: fewer
+# input than output channels). So their gradients are the XLA convolution's.
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_gemm_grad_xla(x, kernel, stride):
+    return conv_gemm(x, kernel, stride)
+
+
+def _conv_gemm_fwd(x, kernel, stride):
+    return conv_gemm(x, kernel, stride), (x, kernel)
+
+
+def _conv_gemm_bwd(stride, res, g):
+    _, vjp = jax.vjp(lambda a, k: conv(a, k, stride), *res)
+    return vjp(g)
+
+
+_conv_gemm_grad_xla.defvjp(_conv_gemm_fwd, _conv_gemm_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _upsample_conv_grad_xla(x, kernel, size):
+    return upsample_conv_gemm(x, kernel, size)
+
+
+def _upsample_conv_fwd(x, kernel, size):
+    return upsample_conv_gemm(x, kernel, size), (x, kernel)
+
+
+def _upsample_conv_bwd(size, res, g):
+    _, vjp = jax.vjp(lambda a, k: _upsample_conv_xla(a, k, size), *res)
+    return vjp(g)
+
+
+_upsample_conv_grad_xla.defvjp(_upsample_conv_fwd, _upsample_conv_bwd)
+
+
 CONV_METHODS = ("auto", "xla", "gemm")
 
 
@@ -167,10 +211,10 @@ class ConvLayer(nnx.Module):
     Args:
       cin, cout: channels; kernel: k; stride: 1 or 2.
       use_bias: add a learned bias (off where instance norm follows).
-      method: ``"xla"`` (:func:`conv`), ``"gemm"`` (:func:`conv_gemm`) or ``"auto"``:
-        ``gemm`` on the CPU backend for stride 1 and ``cin >= 16``, else ``xla``
-        (decided when the layer is called, so one model serves both). All give the same
-        result up to float rounding.
+      method: ``"xla"`` (:func:`conv`), ``"gemm"`` (:func:`conv_gemm` forward, XLA's
+        convolution gradients backward) or ``"auto"``: ``gemm`` on the CPU backend for
+        stride 1 and ``cin >= 16``, else ``xla`` (decided when the layer is called, so
+        one model serves both). All give the same result up to float rounding.
       rngs: ``nnx.Rngs``; the kernel is LeCun-normal (fan in), the bias zero.
     """
 
@@ -191,7 +235,7 @@ class ConvLayer(nnx.Module):
 
     def __call__(self, x):
         x = reflect_pad(x, self.pad)
-        y = (conv_gemm if self.uses_gemm else conv)(x, self.kernel[...], self.stride)
+        y = (_conv_gemm_grad_xla if self.uses_gemm else conv)(x, self.kernel[...], self.stride)
         return y if self.bias is None else y + self.bias[...]
 
     def upsampled(self, x, size: tuple[int, int]) -> jax.Array:
@@ -202,11 +246,8 @@ class ConvLayer(nnx.Module):
         """
         if self.kernel.shape[0] != 3 or self.stride != 1:
             raise ValueError("upsampled() needs a 3x3 stride-1 layer")
-        if self.uses_gemm:
-            y = upsample_conv_gemm(x, self.kernel[...], size)
-        else:
-            full = upsample2(x, (2 * x.shape[1], 2 * x.shape[2]))
-            y = conv(reflect_pad(full, 1), self.kernel[...])[:, : size[0], : size[1]]
+        fn = _upsample_conv_grad_xla if self.uses_gemm else _upsample_conv_xla
+        y = fn(x, self.kernel[...], tuple(size))
         return y if self.bias is None else y + self.bias[...]
 
 

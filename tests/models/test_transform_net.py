@@ -132,6 +132,26 @@ def test_upsample_conv_matches_upsample_then_conv(low, size):
                                    err_msg=method)
 
 
+def test_gemm_layers_have_the_xla_gradients():
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((1, 9, 8, 3)), jnp.float32)
+    probe = jnp.asarray(rng.standard_normal((1, 18, 16, 2)), jnp.float32)
+    grads = {}
+    for method in ("xla", "gemm"):
+        graphdef, params = nnx.split(_layer(3, 2, 3, method=method))
+
+        @jax.jit
+        def loss(params, x, graphdef=graphdef):
+            layer = nnx.merge(graphdef, params)
+            return jnp.sum(layer(x) * probe[:, :9, :8]) + jnp.sum(
+                layer.upsampled(x, (17, 16)) * probe[:, :17])
+
+        g_params, g_x = jax.grad(loss, argnums=(0, 1))(params, x)
+        grads[method] = (g_params["kernel"][...], g_x)
+    for a, b in zip(grads["xla"], grads["gemm"]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
 def test_instance_norm_matches_numpy():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 5, 7, 3)) * 4 + 2
