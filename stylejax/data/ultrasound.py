@@ -354,12 +354,22 @@ def _blob_radius(rng, theta, irregularity, terms=4):
     return np.maximum(r, 0.5)
 
 
-def _ellipse(u, v, cu, cv, a, b, angle):
-    """Normalised elliptical radius and polar angle around (cu, cv); ``a`` lateral."""
-    du, dv = u - cu, v - cv
+def _ellipse(u, v, cu, cv, a, b, angle, reach=1.7):
+    """Normalised elliptical radius and polar angle around (cu, cv); ``a`` lateral.
+
+    Only the box within ``reach * max(a, b)`` of the centre is computed (blobs of
+    :func:`_blob_radius` stay inside ``reach = 1.7``). Returns ``(box, rho, theta)`` with
+    ``box`` a pair of slices into the image.
+    """
+    H, W = u.shape
+    du, dv = float(u[1, 0] - u[0, 0]), float(v[0, 1] - v[0, 0])
+    r = reach * max(a, b)
+    box = (slice(max(int((cu - r) / du) - 1, 0), min(int((cu + r) / du) + 2, H)),
+           slice(max(int((cv - r) / dv) - 1, 0), min(int((cv + r) / dv) + 2, W)))
+    dy, dx = u[box] - cu, v[box] - cv
     c, s = math.cos(angle), math.sin(angle)
-    x, y = c * dv + s * du, -s * dv + c * du
-    return np.hypot(x / a, y / b), np.arctan2(y / b, x / a)
+    x, y = c * dx + s * dy, -s * dx + c * dy
+    return box, np.hypot(x / a, y / b), np.arctan2(y / b, x / a)
 
 
 def _tube(labels, u, v, points, radius, label, wall=None, wall_label=FASCIA):
@@ -424,13 +434,13 @@ def ultrasound_label_map(seed: int, size=(256, 256)) -> np.ndarray:
         cu, cv = rng.uniform(0.62, 0.85), aspect * rng.uniform(0.3, 0.7)
         a, b = rng.uniform(0.2, 0.3), rng.uniform(0.1, 0.15)
         angle = rng.uniform(-0.35, 0.35)
-        rho, theta = _ellipse(u, v, cu, cv, a, b, angle)
+        box, rho, theta = _ellipse(u, v, cu, cv, a, b, angle)
         edge = _blob_radius(rng, theta, 0.08)
-        labels[rho < edge * (1 + rng.uniform(0.005, 0.009) / b)] = FASCIA
-        labels[rho < edge] = KIDNEY
-        s_rho, s_theta = _ellipse(u, v, cu + rng.uniform(-0.02, 0.02), cv,
-                                  0.55 * a, 0.45 * b, angle)
-        labels[s_rho < _blob_radius(rng, s_theta, 0.5)] = RENAL_SINUS
+        labels[box][rho < edge * (1 + rng.uniform(0.005, 0.009) / b)] = FASCIA
+        labels[box][rho < edge] = KIDNEY
+        box, s_rho, s_theta = _ellipse(u, v, cu + rng.uniform(-0.02, 0.02), cv,
+                                       0.55 * a, 0.45 * b, angle)
+        labels[box][s_rho < _blob_radius(rng, s_theta, 0.5)] = RENAL_SINUS
 
     def inside_liver(cu, cv, r):
         i, j = min(int(cu * H), H - 1), min(int(cv * H), W - 1)
@@ -449,8 +459,9 @@ def ultrasound_label_map(seed: int, size=(256, 256)) -> np.ndarray:
         where = spot(liver_top + 0.05, r)
         if where is None:
             continue
-        rho, theta = _ellipse(u, v, *where, r, r * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi))
-        labels[rho < _blob_radius(rng, theta, 0.35)] = LESION
+        box, rho, theta = _ellipse(u, v, *where, r, r * rng.uniform(0.7, 1.0),
+                                   rng.uniform(0, np.pi))
+        labels[box][rho < _blob_radius(rng, theta, 0.35)] = LESION
 
     # Vessels: cross-sections (ellipses) or longitudinal segments (tubes), >= 1.
     for k in range(int(rng.integers(1, 4))):
@@ -459,10 +470,11 @@ def ultrasound_label_map(seed: int, size=(256, 256)) -> np.ndarray:
         if rng.random() < 0.5:
             where = spot(liver_top + 0.03, r) or (min(liver_top + 2 * r + 0.02, 0.9),
                                                   aspect * rng.uniform(0.2, 0.8))
-            rho, _ = _ellipse(u, v, *where, r * rng.uniform(1.0, 1.6), r, rng.uniform(0, np.pi))
+            box, rho, _ = _ellipse(u, v, *where, r * rng.uniform(1.0, 1.6), r,
+                                   rng.uniform(0, np.pi))
             if wall:
-                labels[rho < 1 + wall / r] = FASCIA
-            labels[rho < 1] = VESSEL
+                labels[box][rho < 1 + wall / r] = FASCIA
+            labels[box][rho < 1] = VESSEL
         else:
             u0 = rng.uniform(liver_top + r + 0.02, 0.9)
             u1 = np.clip(u0 + rng.uniform(-0.25, 0.25), liver_top + r + 0.02, 0.97)
@@ -478,8 +490,8 @@ def ultrasound_label_map(seed: int, size=(256, 256)) -> np.ndarray:
         where = spot(liver_top + 0.04, r)
         if where is None:
             continue
-        rho, _ = _ellipse(u, v, *where, r, r * rng.uniform(0.85, 1.0), 0.0)
-        labels[rho < 1] = CYST
+        box, rho, _ = _ellipse(u, v, *where, r, r * rng.uniform(0.85, 1.0), 0.0)
+        labels[box][rho < 1] = CYST
     return labels
 
 
