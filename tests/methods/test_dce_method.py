@@ -33,7 +33,7 @@ def test_translation_matches_the_network_and_cli(model, tmp_path):
     big = M.translate(s.non_ce * 1000, s.ce * 1000, direction="non-ce-to-ce", network=path)
     x = s.non_ce * 1000
     unit = np.asarray(net.translate((x / (x.max() / 0.5))[None], to="ce",
-                                    style_series=(s.ce * 1000 / (s.ce.max() * 2))[None]))[0]
+                                    style_series=(s.ce / (s.ce.max() * 2))[None]))[0]
     np.testing.assert_allclose(big, unit * x.max() / 0.5, rtol=1e-4, atol=1e-3)
     # the method protocol and the command line
     res = registry.get_method("dce").run(s.ce, [s.non_ce], config=M.DCEConfig(network=path))
