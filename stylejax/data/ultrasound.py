@@ -37,12 +37,14 @@ Pipeline (one scan, per quality)::
 * **Envelope**: the analytic signal is 2x the positive-frequency half of the RF spectrum
   (exactly ``scipy.signal.hilbert``; :func:`envelope`), demodulated by shifting the
   carrier to 0 and decimated to the image's rows by keeping the band around the carrier
-  (a Gaussian taper at the output Nyquist frequency is the display's anti-alias filter).
+  (a Gaussian taper with sigma a third of the output Nyquist frequency is the display's
+  anti-alias filter).
   Linear operations on a circular Gaussian field keep it circular Gaussian, so the
   envelope of fully developed speckle stays Rayleigh at any image size.
 * **Lateral beam**: a Gaussian per depth row with ``sigma(z) = sigma_f sqrt(1 + ((z -
   z_f) / z_R)^2)`` (a focused beam that widens away from the focus ``z_f``), unit energy
-  so that speckle brightness does not depend on the beam width.
+  so that speckle brightness does not depend on the beam width. It is applied to the
+  decimated IQ rows (the beam width hardly changes within one pulse length).
 * **Attenuation**: two-way ``2 alpha f0 z`` dB with ``alpha`` (dB/cm/MHz) accumulated
   through the tissues of each scan line (fluid attenuates little, so cysts show
   posterior enhancement); **receiver noise** (complex Gaussian) is added after it, and
