@@ -5,7 +5,7 @@ ConvLSTM; no ConvLSTM; AdaIN instead of AdaConv) and a per-frame histogram-match
 baseline, on held-out series (seeds from ``stylejax.train.dce.EVAL_SEED_START``; training
 used seeds 0 .. pool_series - 1):
 
-* PSNR, SSIM against the paired ground truth (the same series in the target domain);
+* PSNR (one MSE over the series), SSIM (mean over frames) against the paired ground truth (the same series in the target domain);
   MS-SSIM when the frames are large enough for five scales (not at 64 px: reported null);
 * content CW-SSIM (output vs the input, weight map far from enhancement -> 1) and style
   CW-SSIM (output vs the ground-truth target, enhanced -> 1), the DCE paper's Eq. 3, with
@@ -52,7 +52,9 @@ def scores(out, src, gt, ce):
     wc = contrast_weight_map(mask)
     ws = contrast_weight_map(mask, invert=True)
     dr = 1.0
-    row = {"psnr": float(np.mean(np.asarray(psnr(out, gt, data_range=dr)))),
+    # PSNR over the whole series (one MSE): frame 0 is identical in both domains
+    row = {"psnr": float(psnr(np.concatenate(list(out)), np.concatenate(list(gt)),
+                              data_range=dr)),
            "ssim": float(np.mean(np.asarray(ssim(out, gt, data_range=dr)))),
            "cw_ssim_content": float(np.mean(np.asarray(
                cw_ssim(out, src, np.broadcast_to(wc, out.shape), data_range=dr)))),
