@@ -45,7 +45,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from stylejax.data.ct import ct_kernels, ct_slices
+from stylejax.data.ct import ct_slices
 from stylejax.models import features
 from stylejax.models import weights as weight_io
 from stylejax.models.adain import VARIANTS, AdaINNet, Decoder, stages_from_plan, variant_loss
