@@ -1,5 +1,7 @@
-"""Public synthetic-data interface: mammograms (:mod:`stylejax.data.phantom`) and CT
-slices with reconstruction-kernel styles (:mod:`stylejax.data.ct`).
+"""Public synthetic-data interface: mammograms (:mod:`stylejax.data.phantom`), CT slices
+with reconstruction-kernel styles (:mod:`stylejax.data.ct`), DCE-MRI series with and
+without contrast agent (:mod:`stylejax.data.dce`) and B-mode ultrasound at several
+quality levels (:mod:`stylejax.data.ultrasound`).
 
 Example::
 
@@ -15,9 +17,16 @@ from stylejax.data.phantom import (  # noqa: F401
     mammogram, mammograms, powerlaw_noise)
 from stylejax.data.ct import CT, CTSlices, ct, ct_kernels, ct_labels, ct_slices  # noqa: F401
 from stylejax.data.ct import window as ct_window  # noqa: F401
+from stylejax.data.dce import DCEBatch, DCESeries, dce, dce_labels, dce_series  # noqa: F401
+from stylejax.data.ultrasound import (Ultrasound, UltrasoundBatch, ultrasound,  # noqa: F401
+                                      ultrasound_label_map, ultrasound_labels,
+                                      ultrasound_qualities, ultrasounds)
 
 __all__ = ["mammogram", "mammograms", "Mammogram", "MammogramBatch", "powerlaw_noise",
            "log_display", "label_rgb", "BACKGROUND", "FAT", "FIBROGLANDULAR", "SKIN",
            "PECTORAL", "CALCIFICATION", "LABEL_NAMES", "LABEL_COLORS", "VIEWS",
            "BETA_PRIOR", "MU",
-           "ct", "ct_slices", "ct_kernels", "ct_labels", "ct_window", "CT", "CTSlices"]
+           "ct", "ct_slices", "ct_kernels", "ct_labels", "ct_window", "CT", "CTSlices",
+           "dce", "dce_series", "dce_labels", "DCESeries", "DCEBatch",
+           "ultrasound", "ultrasounds", "ultrasound_label_map", "ultrasound_labels",
+           "ultrasound_qualities", "Ultrasound", "UltrasoundBatch"]
