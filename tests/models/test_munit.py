@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from stylejax.models.discriminator import MultiScaleDiscriminator, avg_pool_3x3_s2
-from stylejax.models.munit import MUNIT, Generator
+from stylejax.models.munit import MUNIT, Generator, upsample_conv
 
 TINY = dict(dim=4, n_down=2, n_res=1, style_dim=4, n_style_down=2, mlp_dim=8)
 
@@ -102,6 +102,31 @@ def test_gradients_reach_adaconv_and_convlstm(munit, series):
                  "style_encoder", "content_encoder"):
         norms = [float(jnp.abs(v).max()) for k, v in flat.items() if part in k]
         assert norms and max(norms) > 0, part
+
+
+@pytest.mark.parametrize("k, size", [(5, (5, 6)), (3, (4, 4)), (7, (6, 5))])
+def test_upsample_conv_equals_upsampling_then_reflect_padded_conv(k, size):
+    rng = np.random.default_rng(k)
+    x = jnp.asarray(rng.normal(size=(2,) + size + (3,)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, 3, 2)).astype(np.float32))
+    g = jnp.asarray(rng.normal(size=(2, 2 * size[0], 2 * size[1], 2)).astype(np.float32))
+
+    def direct(x, w):
+        up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        up = jnp.pad(up, ((0, 0), (k // 2,) * 2, (k // 2,) * 2, (0, 0)), mode="reflect")
+        return jax.lax.conv_general_dilated(up, w, (1, 1), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    @jax.jit
+    def both(x, w):
+        grads = [jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1))(x, w)
+                 for f in (upsample_conv, direct)]
+        return upsample_conv(x, w), direct(x, w), grads
+
+    ours, want, (g_ours, g_want) = both(x, w)
+    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_ours, g_want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_discriminator_scales_and_pooling():
