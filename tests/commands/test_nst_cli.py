@@ -67,7 +67,7 @@ def test_help_lists_generated_flags(capsys):
         cli.main(["nst", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--method {gatys,mr2nst}", "--content-weight", "--no-normalize", "--lr",
+    for flag in ("--method {" + ",".join(registry.METHODS) + "}", "--content-weight", "--no-normalize", "--lr",
                  "--work-size", "--no-histogram", "--refiner-steps", "--content-labels",
                  "gatys options", "mr2nst options", "examples:",
                  "(default: gatys 300, mr2nst 400)"):
@@ -138,7 +138,7 @@ def test_bad_input_gives_clear_errors(files, capsys, monkeypatch):
 
 @dataclasses.dataclass(frozen=True)
 class BlendConfig:
-    network: str = base.option("", "trained blend network (.npy with its mixing weight)")
+    network: str | None = base.option(None, "trained blend network (.npy with its mixing weight)")
     gain: float = base.option(1.0, "output gain")
 
 
