@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -33,16 +32,7 @@ from skimage.transform import iradon, radon
 
 from stylejax.data import ct as ctm
 from stylejax.data import tomography as tg
-
-
-def median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from stylejax.evaluation import bench as bench_util
 
 
 def bench(size, n_slices, repeats):
@@ -67,11 +57,11 @@ def bench(size, n_slices, repeats):
     disk = np.hypot(*(np.mgrid[:size, :size] - size // 2)) < size // 2 - 2
     corr = float(np.mean([np.corrcoef(a[disk], b[disk])[0, 1] for a, b in zip(ref, out)]))
     sk_reps = max(1, repeats // 3)
-    t_sk = median_seconds(skimage_path, sk_reps) / n_slices
-    t_ours = median_seconds(ours, repeats) / n_slices
-    t_one = median_seconds(lambda: ctm.ct_slices(seeds, (size, size), kernels=("standard",)),
+    t_sk = bench_util.median_seconds(skimage_path, sk_reps) / n_slices
+    t_ours = bench_util.median_seconds(ours, repeats) / n_slices
+    t_one = bench_util.median_seconds(lambda: ctm.ct_slices(seeds, (size, size), kernels=("standard",)),
                            repeats) / n_slices
-    t_all = median_seconds(lambda: ctm.ct_slices(seeds, (size, size)), repeats) / n_slices
+    t_all = bench_util.median_seconds(lambda: ctm.ct_slices(seeds, (size, size)), repeats) / n_slices
     return {"size": size, "views": size, "slices_per_batch": n_slices,
             "skimage_radon_iradon_s_per_slice": t_sk,
             "stylejax_project_fbp_s_per_slice": t_ours,
