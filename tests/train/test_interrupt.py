@@ -91,8 +91,7 @@ def test_sigkill_of_a_small_task_then_resume(tmp_path):
     np.testing.assert_allclose(np.asarray(state["w"]), w, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.skipif(not os.environ.get("STYLEJAX_SLOW"),
-                    reason="slow (about a minute on 2 cores): set STYLEJAX_SLOW=1")
+@pytest.mark.slow  # about a minute on 2 cores: python -m pytest -m slow
 def test_sigkill_after_the_first_checkpoint_then_resume(tmp_path):
     config, workdir, cache = tmp_path / "config.py", tmp_path / "run", tmp_path / "cache"
     config.write_text(CONFIG)
