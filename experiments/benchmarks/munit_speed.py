@@ -29,6 +29,28 @@ JAX variants:
   baseline   float32, default XLA flags, the whole step jitted with donated buffers
   no_donate  the step jitted without buffer donation (what donation buys)
 
+Levers tried for the XLA CPU side (same results to float32 rounding), kept only what helped:
+
+* the decoder's nearest-2x up-sampling + reflect-padded 5x5 convolution computed as one
+  3x3 convolution of the low-resolution input with 4x the outputs (one per output phase)
+  plus exact borders (``stylejax.models.munit.upsample_conv``): kept; XLA's direct 5x5
+  convolution with 16-32 output channels ran its forward pass ~10x slower than oneDNN,
+  and this was the largest single cost of both the inference and the training step;
+* AdaConv's per-sample grouped convolution as shifted multiply-adds with a custom VJP
+  (``stylejax.models.adaconv``): kept; XLA's batch-folded grouped convolution, the usual
+  PyTorch formulation, was orders of magnitude slower on the CPU backend;
+* the ConvLSTM's input-to-hidden convolution of all frames as one batched convolution
+  outside the (unrolled) recurrence: kept;
+* buffer donation (the ``no_donate`` variant): no measurable effect;
+* NCHW layout for the 5x5 convolutions, XLA's oneDNN and YNNPACK convolution flags,
+  strided 4x4 convolutions as space-to-depth + 2x2 convolutions, im2col / shifted-matmul
+  convolutions: no gain (not kept).
+
+What remains is XLA's CPU convolutions (Eigen) against oneDNN's on the 3x3/4x4/7x7
+layers; on a contended machine PyTorch's OpenMP threads lose far more than XLA does, so
+the 2-thread ratio swings with the load, and ``--threads 1 --pin 0`` gives the steadier
+per-core comparison.
+
 Optional dependency: ``pip install torch`` (CPU wheel).
 
 Usage::
