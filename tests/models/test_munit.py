@@ -40,21 +40,36 @@ def series():
     return jax.random.uniform(jax.random.key(2), (2, 3, 16, 16))
 
 
-def test_shapes_and_range(munit, ablation, series):
+def test_shapes_range_and_translation(munit, ablation, series):
     g = munit.ce
+    other = jax.random.uniform(jax.random.key(3), series.shape)
+    code = jax.random.normal(jax.random.key(4), (2, 3, 3, 4))
 
     @jax.jit
-    def run(x):
+    def run(x, s, code):
         content, style = g.encode(x)
-        return (content, style, g(x), ablation.encode(x), ablation(x),
-                g.decode(content, style[:, 0]), g.decode(content, jnp.repeat(style[:, :1], 3, 1)))
+        return dict(
+            content=content, style=style, out=g(x), ablation_codes=ablation.encode(x),
+            ablation_out=ablation(x), one=g.decode(content, style[:, 0]),
+            repeated=g.decode(content, jnp.repeat(style[:, :1], 3, 1)),
+            to_ce=munit.translate(x, to="ce", style_series=s),
+            to_ce_parts=g.decode(munit.non_ce.encode_content(x), g.encode_style(s)),
+            to_non_ce=munit.translate(x, to="non_ce", style_code=code))
 
-    content, style, out, (c2, s2), out2, one, repeated = run(series)
-    assert content.shape == (2, 3, 4, 4, 16) and style.shape == (2, 3, 3, 3, 4)
-    assert out.shape == out2.shape == (2, 3, 16, 16)
-    assert float(out.min()) > 0 and float(out.max()) < 1
+    r = run(series, other, code)
+    assert r["content"].shape == (2, 3, 4, 4, 16) and r["style"].shape == (2, 3, 3, 3, 4)
+    assert r["out"].shape == r["ablation_out"].shape == (2, 3, 16, 16)
+    assert float(r["out"].min()) > 0 and float(r["out"].max()) < 1
+    c2, s2 = r["ablation_codes"]
     assert c2.shape == (2, 3, 4, 4, 16) and s2.shape == (2, 3, 1, 1, 4)
-    np.testing.assert_allclose(one, repeated, atol=1e-6)      # one style for all frames
+    np.testing.assert_allclose(r["one"], r["repeated"], atol=1e-6)   # one style for all frames
+    # Translation = source domain's content, target domain's style and decoder.
+    np.testing.assert_allclose(r["to_ce"], r["to_ce_parts"], atol=1e-6)
+    assert r["to_non_ce"].shape == series.shape
+    with pytest.raises(ValueError, match="exactly one"):
+        munit.translate(series, to="ce")
+    with pytest.raises(ValueError, match="domain"):
+        munit.translate(series, to="t1", style_code=code)
 
 
 def test_convlstm_couples_frames_only_when_temporal(munit, ablation, series):
@@ -68,27 +83,10 @@ def test_convlstm_couples_frames_only_when_temporal(munit, ablation, series):
     assert float(jnp.abs(a[:, 2] - b[:, 2]).max()) > 1e-4
 
 
-def test_translate_uses_source_content_and_target_style(munit, series):
-    other = jax.random.uniform(jax.random.key(3), series.shape)
-    code = jax.random.normal(jax.random.key(4), (2, 3, 3, 4))
-
-    @jax.jit
-    def run(x, s, code):
-        return (munit.translate(x, to="ce", style_series=s),
-                munit.ce.decode(munit.non_ce.encode_content(x), munit.ce.encode_style(s)),
-                munit.translate(x, to="non_ce", style_code=code))
-
-    got, want, back = run(series, other, code)
-    np.testing.assert_allclose(got, want, atol=1e-6)
-    assert back.shape == series.shape
-    with pytest.raises(ValueError, match="exactly one"):
-        munit.translate(series, to="ce")
-    with pytest.raises(ValueError, match="domain"):
-        munit.translate(series, to="t1", style_code=code)
-
-
-def test_gradients_reach_adaconv_and_convlstm(munit, series):
-    graphdef, params, rest = nnx.split(munit.ce, nnx.Param, ...)
+def test_gradients_reach_adaconv_and_convlstm(series):
+    # A shallower generator than the fixture's: the backward pass compiles much faster.
+    small = _tiny(lambda: Generator(rngs=nnx.Rngs(0), **(TINY | dict(n_down=1, n_style_down=1))), 3)
+    graphdef, params, rest = nnx.split(small, nnx.Param, ...)
     x = series[:1, :2]
 
     def loss(params):
@@ -104,7 +102,7 @@ def test_gradients_reach_adaconv_and_convlstm(munit, series):
         assert norms and max(norms) > 0, part
 
 
-@pytest.mark.parametrize("k, size", [(5, (5, 6)), (3, (4, 4)), (7, (6, 5))])
+@pytest.mark.parametrize("k, size", [(5, (5, 6)), (3, (4, 4))])
 def test_upsample_conv_equals_upsampling_then_reflect_padded_conv(k, size):
     rng = np.random.default_rng(k)
     x = jnp.asarray(rng.normal(size=(2,) + size + (3,)).astype(np.float32))
