@@ -18,6 +18,8 @@ from stylejax.data.phantom import (  # noqa: F401
 from stylejax.data.ct import CT, CTSlices, ct, ct_kernels, ct_labels, ct_slices  # noqa: F401
 from stylejax.data.ct import window as ct_window  # noqa: F401
 from stylejax.data.dce import DCEBatch, DCESeries, dce, dce_labels, dce_series  # noqa: F401
+from stylejax.data.dce import dce_times  # noqa: F401
+from stylejax.data.dce import ENHANCEMENT_THRESHOLD as DCE_ENHANCEMENT_THRESHOLD  # noqa: F401
 from stylejax.data.ultrasound import (Ultrasound, UltrasoundBatch, ultrasound,  # noqa: F401
                                       ultrasound_label_map, ultrasound_labels,
                                       ultrasound_qualities, ultrasounds)
@@ -27,6 +29,7 @@ __all__ = ["mammogram", "mammograms", "Mammogram", "MammogramBatch", "powerlaw_n
            "PECTORAL", "CALCIFICATION", "LABEL_NAMES", "LABEL_COLORS", "VIEWS",
            "BETA_PRIOR", "MU",
            "ct", "ct_slices", "ct_kernels", "ct_labels", "ct_window", "CT", "CTSlices",
-           "dce", "dce_series", "dce_labels", "DCESeries", "DCEBatch",
+           "dce", "dce_series", "dce_labels", "dce_times", "DCE_ENHANCEMENT_THRESHOLD",
+           "DCESeries", "DCEBatch",
            "ultrasound", "ultrasounds", "ultrasound_label_map", "ultrasound_labels",
            "ultrasound_qualities", "Ultrasound", "UltrasoundBatch"]
