@@ -198,7 +198,7 @@ def main():
         print(f"ratio (stylejax speed / PyTorch speed, median of rounds): "
               f"{result['speed_ratio_jax_over_torch']:.2f}x; outputs agree to {max_err:.1e}")
     name = "adain_speed" + (f"_{args.tag}" if args.tag else "") + ".json"
-    out = Path(__file__).parent / "results" / name
+    out = Path(__file__).parents[1] / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "result": result}, indent=2))
     print(f"wrote {out}")

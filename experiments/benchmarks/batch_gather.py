@@ -11,7 +11,7 @@ On the H100 the ``default`` step takes ~100 ms; a vendor-heavy run slowed from 1
 
 Command (2-core CPU, ~1 minute once the pool is cached; building it takes ~1 minute):
     python experiments/benchmarks/batch_gather.py --cache-dir /tmp/default_pool_cache
-Writes experiments/benchmarks/results/batch_gather.json.
+Writes experiments/results/batch_gather.json.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache-dir", default=None, help="phantom pool cache directory")
     p.add_argument("--batches", type=int, default=10)
-    p.add_argument("--out", default=os.path.join(HERE, "results", "batch_gather.json"))
+    p.add_argument("--out", default=os.path.join(HERE, "..", "results", "batch_gather.json"))
     args = p.parse_args(argv)
     cfg = configs.default()
     source = PhantomSource(cfg, cache_dir=args.cache_dir)

@@ -86,7 +86,7 @@ def main():
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-run-gib", type=float, default=6.0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "results" /
                                              "contextual_memory.json"))
     args = parser.parse_args()
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,

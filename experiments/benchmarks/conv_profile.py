@@ -14,7 +14,7 @@ frameworks use ``--threads`` threads (XLA: its default intra-op pool on all core
 
 Command (2-core CPU, about 1 minute):
     python experiments/benchmarks/conv_profile.py
-Writes experiments/benchmarks/results/conv_profile.json.
+Writes experiments/results/conv_profile.json.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "conv_profile.json"))
+    ap.add_argument("--out", default=os.path.join(HERE, "..", "results", "conv_profile.json"))
     args = ap.parse_args(argv)
     import jax
     import torch

@@ -79,7 +79,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--slices", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "results" /
                                              "ct_phantom_speed.json"))
     args = parser.parse_args()
     machine = {"platform": platform.platform(), "processor": platform.processor(),

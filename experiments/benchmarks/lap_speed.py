@@ -79,7 +79,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048])
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "lap_speed.json"))
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "results" / "lap_speed.json"))
     args = parser.parse_args()
     machine = bench.machine()
     rows = [measure(s, args.repeats) for s in args.sizes]

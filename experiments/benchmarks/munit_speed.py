@@ -58,9 +58,9 @@ Usage::
     python experiments/benchmarks/munit_speed.py                    # 128 px, 5 frames, batch 1
     python experiments/benchmarks/munit_speed.py --size 64 --steps 3 --rounds 1   # quick
     python experiments/benchmarks/munit_speed.py --threads 1 --pin 0 \
-        --out experiments/benchmarks/results/munit_speed_1core.json            # one core each
+        --out experiments/results/munit_speed_1core.json            # one core each
 
-Writes ``experiments/benchmarks/results/munit_speed.json`` and prints a table.
+Writes ``experiments/results/munit_speed.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "results", "munit_speed.json")
+DEFAULT_OUT = os.path.join(HERE, "..", "results", "munit_speed.json")
 JAX_VARIANTS = ("baseline", "no_donate")
 LOSS_W = dict(gan=1.0, recon_x=10.0, recon_s=1.0, recon_c=1.0)
 

@@ -110,7 +110,7 @@ def main():
               "loadavg_1min": os.getloadavg()[0], "seconds_per_step": per_step,
               "slowdown_vs_python": {k: v / base for k, v in per_step.items()},
               "first_call_seconds": first, "all_seconds_per_step": times}
-    out = Path(__file__).parent / "results" / "nst_loop.json"
+    out = Path(__file__).parents[1] / "results" / "nst_loop.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -84,7 +84,7 @@ def main():
               f"{plain['peak_gib'] / rem['peak_gib']:6.2f}x")
     result = {"benchmark": "nst_memory", "backend": jax.default_backend(),
               "jax_version": jax.__version__, "cpu_count": os.cpu_count(), "rows": rows}
-    out = Path(__file__).parent / "results" / "nst_memory.json"
+    out = Path(__file__).parents[1] / "results" / "nst_memory.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

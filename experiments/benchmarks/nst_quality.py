@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", help="VGG19 weight file (.safetensors / .h5)")
     parser.add_argument("--stylex", help="StyleX model directory (default: shipped model)")
     parser.add_argument("--seed", type=int, default=0, help="content phantom seed")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "results" /
                                              "nst_quality.json"))
     args = parser.parse_args(argv)
 

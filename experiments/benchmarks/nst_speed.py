@@ -245,7 +245,7 @@ def main():
         print(f"{'torch':10s} {result['torch_step_s_median']:8.3f} {result['torch_it_per_s']:8.3f}")
         print(f"speed-up jax/torch (median of per-round ratios): "
               f"{result['speedup_jax_over_torch']:.2f}x")
-    out = Path(__file__).parent / "results" / f"nst_speed{'_' + args.tag if args.tag else ''}.json"
+    out = Path(__file__).parents[1] / "results" / f"nst_speed{'_' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

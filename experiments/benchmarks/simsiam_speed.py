@@ -60,9 +60,9 @@ Usage::
     # the paper config's view size on a GPU (ResNet-18 at full width, 400 px):
     python experiments/benchmarks/simsiam_speed.py --platform cuda --width 64 --size 400 \
         --batch 64 --steps 20 --warmup 3 --variants baseline,bf16 \
-        --out experiments/benchmarks/results/simsiam_speed_gpu.json
+        --out experiments/results/simsiam_speed_gpu.json
 
-Writes ``experiments/benchmarks/results/simsiam_speed.json`` and prints a table.
+Writes ``experiments/results/simsiam_speed.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "results", "simsiam_speed.json")
+DEFAULT_OUT = os.path.join(HERE, "..", "results", "simsiam_speed.json")
 
 GPU_VARIANTS = ("baseline", "bf16")
 JAX_VARIANTS = {

@@ -9,7 +9,7 @@ step to measure what that saves.
 
 Command (2-core CPU, ~2 minutes):
     python experiments/benchmarks/trainer_step.py --config cpu
-Writes experiments/benchmarks/results/trainer_step.json.
+Writes experiments/results/trainer_step.json.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--cache-dir", default=None,
                    help="phantom pool cache (e.g. a training run's WORKDIR/cache)")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "trainer_step.json"))
+    p.add_argument("--out", default=os.path.join(HERE, "..", "results", "trainer_step.json"))
     args = p.parse_args(argv)
     cfg = configs.get(args.config)
     mesh = loop.make_mesh(jax.devices()[:1])

@@ -327,7 +327,7 @@ def main():
               f"{g['speedup_3000_steps']:8.1f}")
     else:
         print(f"gatys column skipped: {gatys_skipped}")
-    out = (Path(__file__).parent / "results"
+    out = (Path(__file__).parents[1] / "results"
            / f"transform_net_speed{'_' + args.tag if args.tag else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

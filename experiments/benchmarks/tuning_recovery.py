@@ -54,8 +54,8 @@ Command (2 shared CPU cores: about 12 minutes with stylex, 5 with descriptor):
 With as many images as recovery needs (``experiments/recovery_vs_references.py``;
 about 19 minutes):
     python experiments/benchmarks/tuning_recovery.py --raws 16 --references 32 \
-        --extended-targets 0 --out experiments/benchmarks/results/tuning_recovery_16x32.json
-Writes (merges into) experiments/benchmarks/results/tuning_recovery.json, one entry
+        --extended-targets 0 --out experiments/results/tuning_recovery_16x32.json
+Writes (merges into) experiments/results/tuning_recovery.json, one entry
 per encoder.
 """
 
@@ -358,7 +358,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--model", default=None, help="StyleX model directory (default shipped)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "tuning_recovery.json"))
+    parser.add_argument("--out", default=os.path.join(HERE, "..", "results", "tuning_recovery.json"))
     args = parser.parse_args(argv)
 
     from stylejax import tune

@@ -101,7 +101,7 @@ def main():
               if "textbook_ms" in r else f"{'-':>12s} {'-':>9s}")
         print(f"{r['size']:6d} {r['quality']:>9s} {r['simulator_ms']:8.1f} "
               f"{r['images_per_s']:7.1f} {r['label_map_ms']:10.1f} {tb}")
-    path = (Path(__file__).parent / "results"
+    path = (Path(__file__).parents[1] / "results"
             / f"ultrasound_phantom_speed{'_' + args.tag if args.tag else ''}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
