@@ -21,7 +21,11 @@ NaN guard, logs); this module holds what is SimSiam's:
   copied to the accelerators once and each step's batch is gathered there from a
   few KB of indices (:func:`make_gather`); on CPUs the host gathers the rows
   (faster there, ``experiments/benchmarks/batch_gather.py``). Either way the
-  batches, and so the run, are the same. Other sources hand over host batches
+  batches, and so the run, are the same. Configs with ``stream_pool`` (``paper``,
+  ``pod``) use a :class:`~stylejax.train.simsiam_data.StreamSource` instead: the
+  same pools in files on local disk, each step's rows read there, so host memory
+  stays about one batch. Those and other sources (``--data``:
+  :class:`~stylejax.train.simsiam_data.FolderSource`) hand over host batches
   (``local_batch``).
 * **Export**: :func:`from_run` wraps the encoder as a
   :class:`~stylejax.metrics.stylex.StyleX`; ``--export`` fits its style projection
@@ -45,7 +49,7 @@ from stylejax.models.simsiam import SimSiam, collapse_std, simsiam_loss
 from stylejax.train import loop, pairs, simsiam_configs
 from stylejax.train.loop import TrainingDiverged  # noqa: F401  (re-exported for callers)
 from stylejax.train.simsiam_configs import Config
-from stylejax.train.simsiam_data import PhantomSource, gather_batch
+from stylejax.train.simsiam_data import PhantomSource, StreamSource, gather_batch
 
 
 @struct.dataclass
@@ -190,7 +194,8 @@ class SimSiamTask:
         returning what :meth:`PhantomSource.local_batch` does (default: a
         :class:`PhantomSource` for the config, cached in ``WORKDIR/cache``).
       gather_on_device: gather a :class:`PhantomSource`'s batches on the devices
-        (default: unless the devices are CPUs).
+        (default: unless the devices are CPUs; only sources whose
+        ``on_device_pools`` is true, i.e. not the streaming ones).
     """
 
     name = "simsiam"
@@ -219,11 +224,12 @@ class SimSiamTask:
             source = FolderSource(cfg, self.data)
         if source is None:
             local = workdir is not None and "://" not in workdir
-            source = PhantomSource(cfg, cache_dir=loop.join(workdir, "cache") if local else None)
+            kind = StreamSource if cfg.stream_pool else PhantomSource
+            source = kind(cfg, cache_dir=loop.join(workdir, "cache") if local else None)
         on_device = self.gather_on_device
         if on_device is None:
             on_device = mesh.devices.flat[0].platform != "cpu"
-        if on_device and isinstance(source, PhantomSource):
+        if on_device and getattr(source, "on_device_pools", False):
             pools, gather = device_pools(source, mesh), make_gather(mesh)
 
             def global_batch(step):

@@ -28,12 +28,9 @@ stay intact. The paper instead crops 800 px and halves them to 400 px.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from stylejax.train.config import TrainConfig
-
-#: Fields that may differ between a run's saved config and the config used to
-#: resume it (everything else must match, or resuming raises).
-RESUMABLE_CHANGES = TrainConfig.RESUMABLE_CHANGES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +62,10 @@ class Config(TrainConfig):
         raw_size^2`` float16).
       data_seed: phantom ``i`` uses seed ``data_seed + i`` (kept far from the
         small seeds evaluation uses, so evaluation content is unseen).
+      stream_pool: keep the phantom pools in files on local disk and read each
+        step's rows (:class:`~stylejax.train.simsiam_data.StreamSource`; host
+        memory bounded by the batch) instead of holding them in memory and on
+        the accelerators. Same batches either way, so a run may switch on resume.
     Optimisation (SimSiam recipe):
       base_lr: learning rate per 256 pairs (lr = base_lr * batch_size / 256), cosine decay.
       momentum, weight_decay: SGD settings.
@@ -73,6 +74,11 @@ class Config(TrainConfig):
       (global batch of pairs), seed (initialisation and augmentation), rng_impl,
       log_every, plot_every, checkpoint_every, keep_checkpoints, distributed.
     """
+
+    #: Fields that may differ between a run's saved config and the config used to
+    #: resume it (everything else must match, or resuming raises).
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]] = TrainConfig.RESUMABLE_CHANGES + (
+        "stream_pool",)
 
     width: int = 64
     dim: int = 2048
@@ -89,6 +95,7 @@ class Config(TrainConfig):
     num_vendor_raw: int = 0
     vendor_random_styles: int = 0
     data_seed: int = 1_000_000
+    stream_pool: bool = False
     base_lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -215,10 +222,12 @@ def paper() -> Config:
     ``embed`` resizes images to an 800 px shorter side (whole 1600 px images
     halved: the pixel scale the encoder was trained at).
     SimSiam recipe unchanged (base lr 0.05, cosine, fixed predictor lr).
-    The in-memory pool holds 512 normalised phantoms (5.2 GB float32), their
-    tissue masks (1.3 GB uint8) and 32 of them in the 28 vendor styles (4.6 GB
-    float16), built once and cached in the workdir;
-    more content needs a streaming source passed to ``simsiam.train(source=...)``.
+    The pools (512 normalised phantoms, 5.2 GB float32; their tissue masks,
+    1.3 GB uint8; 32 of them in the 28 vendor styles, 4.6 GB float16) are
+    streamed (``stream_pool``): built once, one phantom at a time, into files in
+    the workdir's ``cache`` (``~/.cache/stylejax/simsiam_pools`` for a ``gs://``
+    workdir), from which each step reads its rows; host memory holds about one
+    batch (see ``docs/large_runs.md``), whatever ``num_raw`` is.
 
     Command: ``stylejax train simsiam --config paper --workdir gs://BUCKET/stylex_paper``
     (or a local directory) on one accelerator host.
@@ -228,7 +237,7 @@ def paper() -> Config:
                   crop_scale=(0.5, 0.5), embed_size=800, different_content=0.75,
                   vendor_fraction=0.25, num_vendor_raw=32, batch_size=200, steps=20000,
                   base_lr=0.05, log_every=20, plot_every=500, checkpoint_every=1000,
-                  keep_checkpoints=3)
+                  keep_checkpoints=3, stream_pool=True)
 
 
 def pod() -> Config:
