@@ -437,9 +437,20 @@ def _truncate_metrics(path: str, last_step: int):
     _write_atomic(path, "".join(keep))
 
 
+def _log_scale_if_wide(ax, values):
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size and v.min() > 0 and v.max() > 10 * v.min():
+        ax.set_yscale("log")
+
+
 def plot_metrics(metrics_path: str, out_path: str, *, title: str = "training",
                  monitor: tuple[str, ...] = ()):
-    """Loss (with a running mean) and the ``monitor`` metrics versus step, as a PNG."""
+    """Loss (with a running mean) and the ``monitor`` metrics versus step, as a PNG.
+
+    An axis whose values are all positive and span more than a decade is logarithmic, so
+    the first steps' large losses do not flatten the rest of the curve.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -454,15 +465,21 @@ def plot_metrics(metrics_path: str, out_path: str, *, title: str = "training",
     if len(rows) >= 20:
         k = max(len(rows) // 20, 2)
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, lw=2, color="tab:blue", alpha=0.6, label=f"mean of {k}")
+        ax.plot(steps[k - 1:], smooth, lw=2, color="navy", label=f"mean of {k}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    _log_scale_if_wide(ax, loss)
     shown = [m for m in monitor if m in rows[0]]
     if shown:
         ax2 = ax.twinx()
+        values = []
         for name, color in zip(shown, ("tab:orange", "tab:green", "tab:red", "tab:purple")):
+            values += [r[name] for r in rows]
             ax2.plot(steps, [r[name] for r in rows], lw=0.8, color=color, label=name)
         ax2.set_ylabel(", ".join(shown))
+        _log_scale_if_wide(ax2, values)
+        ax.set_zorder(ax2.get_zorder() + 1)  # the loss and its running mean on top
+        ax.patch.set_visible(False)
     fig.legend(loc="upper right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
