@@ -150,9 +150,12 @@ def _to_gray(arr: np.ndarray, path: Path, grayscale: bool) -> np.ndarray:
     """Reduce ``[H, W, C]`` to ``[H, W]`` when the channels carry the same gray image."""
     if arr.ndim == 2:
         return arr
-    if arr.ndim != 3:
-        raise ValueError(f"{path}: expected a 2-D image, got an array of shape {arr.shape}")
-    channels = arr.shape[-1]
+    channels = arr.shape[-1] if arr.ndim == 3 else 0
+    if arr.ndim != 3 or channels > 4:
+        raise ValueError(f"{path}: expected one 2-D image [H, W] (or [H, W, channels] with "
+                         f"at most 4 channels), got an array of shape {arr.shape}"
+                         + ("; a stack of images? give one image per file"
+                            if arr.ndim > 2 else ""))
     if channels == 1:
         return arr[..., 0]
     if channels in (2, 4):  # gray+alpha or RGB+alpha: only an all-opaque alpha is harmless
@@ -182,6 +185,11 @@ def _read_npy(p: Path, pixels: bool):
         header = np.load(p, mmap_mode="r", allow_pickle=False)
         _check_size(p, header.shape)
         arr = np.array(header) if pixels else header
+        expected = header.offset + header.nbytes
+        actual = p.stat().st_size
+        if actual != expected:  # np.load maps a longer file silently
+            raise ValueError(f"file has {actual} bytes, but its header declares a "
+                             f"{header.shape} {header.dtype} array ending at byte {expected}")
     except ValueError as e:
         if "MAX_PIXELS" in str(e):
             raise
@@ -264,6 +272,8 @@ def _read_tiff(p: Path, pixels: bool):
         raise ValueError(f"{p}: corrupt or truncated TIFF file ({type(e).__name__}: {e})") from e
     if n_pages != 1:
         raise ValueError(f"{p}: TIFF has {n_pages} pages; need a single 2-D image")
+    if dtype.kind not in "iuf":
+        raise ValueError(f"{p}: TIFF samples have dtype {dtype}; need a real numeric image")
     if photometric == "MINISWHITE":
         raise ValueError(f"{p}: TIFF photometric MINISWHITE (inverted gray) is not supported")
     rng = _integer_range(dtype)

@@ -69,3 +69,16 @@ def test_non_positive_raw_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "presentation.npy" in err and "positive" in err
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("shape", [(8, 48, 40), (3, 48, 40), (2, 1, 48, 40)])
+def test_a_stack_of_images_is_not_called_channels(tmp_path, capsys, shape):
+    """An [N, H, W] .npy is a stack of images: the message says so and gives the shape
+    (it used to report the last axis as "channels")."""
+    path = tmp_path / "stack.npy"
+    np.save(path, np.broadcast_to(RAW, shape).astype(np.float32))
+    assert cli.main(["lap", str(path), "-o", str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert "stack.npy: expected one 2-D image [H, W]" in err and str(shape) in err
+    assert "stack of images" in err and "channels;" not in err
+    assert not (tmp_path / "out.png").exists()
