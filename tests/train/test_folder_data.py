@@ -70,3 +70,19 @@ def test_train_smoke_on_a_folder(folder, tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "simsiam", "--config", "smoke", "--workdir", str(tmp_path / "x"),
                      "--data", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_folder_batches_where_the_trainer_would_gather_on_device(folder, tmp_path,
+                                                                 monkeypatch):
+    """On GPUs/TPUs the task gathers in-memory pools on the devices; a --data source has
+    none and must hand over host batches instead (it used to call pools() and fail)."""
+    import jax
+
+    from stylejax.train import loop, simsiam
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    cfg = simsiam_configs.smoke()
+    task = simsiam.SimSiamTask(gather_on_device=True).with_data(str(folder))
+    batch = task.batches(cfg, loop.make_mesh(), str(tmp_path / "run"))(3)
+    want = FolderSource(cfg, str(folder)).local_batch(3)
+    for key, value in want.items():
+        np.testing.assert_array_equal(jax.device_get(batch[key]), value)
