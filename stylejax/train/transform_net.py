@@ -49,7 +49,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from stylejax.data.ultrasound import ultrasound_qualities, ultrasounds
+from stylejax.data.ultrasound import (ultrasound_label_map, ultrasound_labels,
+                                     ultrasound_qualities, ultrasounds)
 from stylejax.losses import style as style_losses
 from stylejax.models import features
 from stylejax.models.transform_net import TransformNet, average_style_target
@@ -58,7 +59,7 @@ from stylejax.train.config import TrainConfig
 
 __all__ = ["TransformConfig", "TransformTask", "TASK", "smoke", "default", "save", "load",
            "build_extractor", "perceptual_loss", "HELDOUT_SEED0", "WEIGHTS_FILE", "META_FILE",
-           "EXTRACTORS", "STYLES"]
+           "EXTRACTORS", "STYLES", "SOURCES", "source_images"]
 
 #: First seed of the held-out evaluation images (training uses seeds below ``pool_seeds``).
 HELDOUT_SEED0 = 100_000
@@ -66,6 +67,8 @@ WEIGHTS_FILE = "transform_net.safetensors"
 META_FILE = "transform_net.json"
 EXTRACTORS = ("stylex", "vgg19-random")
 STYLES = ("single", "average")
+#: Network inputs a config may train on: the quality levels and the label map.
+SOURCES = (*ultrasound_qualities(), "labels")
 ARCHITECTURE = "johnson-transform-net"
 
 
@@ -74,7 +77,8 @@ class TransformConfig(TrainConfig):
     """Settings of a transform-network training.
 
     Attributes:
-      source / target: simulator quality levels of input and target (``lq`` -> ``hq``).
+      source / target: simulator quality levels of input and target (``lq`` -> ``hq``);
+        ``source="labels"`` feeds the tissue label map instead (:func:`source_images`).
       extractor: loss network, ``"stylex"`` or ``"vgg19-random"``; extractor_seed: seed
         of the random VGG19.
       content_tap / style_taps: the content tap and the style (Gram) taps.
@@ -98,7 +102,7 @@ class TransformConfig(TrainConfig):
     target: str = "hq"
     extractor: str = "stylex"
     extractor_seed: int = 0
-    content_tap: str = "stage1"
+    content_tap: str = "stem"
     style_taps: tuple[str, ...] = ("stem", "stage1", "stage2")
     style: str = "average"
     average_mode: str = "gram"
@@ -117,8 +121,9 @@ class TransformConfig(TrainConfig):
     def validate(self):
         super().validate()
         q = ultrasound_qualities()
-        self.need(self.source in q and self.target in q,
-                  f"source/target must be qualities {q} (got {self.source!r}, {self.target!r})")
+        self.need(self.source in SOURCES and self.target in q,
+                  f"source must be one of {SOURCES} and target one of {q} "
+                  f"(got {self.source!r}, {self.target!r})")
         self.need(self.extractor in EXTRACTORS, f"extractor must be one of {EXTRACTORS} "
                   f"(got {self.extractor!r})")
         self.need(self.style in STYLES, f"style must be one of {STYLES} (got {self.style!r})")
@@ -153,6 +158,17 @@ def smoke() -> TransformConfig:
 def default() -> TransformConfig:
     """The shipped LQ -> HQ network: noise injection, average style, StyleX loss network."""
     return TransformConfig(name="default")
+
+
+def labels_to_hq() -> TransformConfig:
+    """Thesis task 2: tissue label map -> HQ B-mode image (otherwise as ``default``)."""
+    return dataclasses.replace(default(), name="labels-to-hq", source="labels")
+
+
+def hq_to_clinical() -> TransformConfig:
+    """Thesis task 3: simulated (``hq``) -> the ``clinical`` look (otherwise as ``default``)."""
+    return dataclasses.replace(default(), name="hq-to-clinical", source="hq",
+                               target="clinical")
 
 
 def no_noise() -> TransformConfig:
@@ -224,13 +240,27 @@ def _pool(cfg: TransformConfig, workdir) -> np.ndarray:
         if os.path.exists(path):
             return np.load(path)
     s = (int(cfg.pool_size),) * 2
-    src = ultrasounds(range(cfg.pool_seeds), s, cfg.source).images
+    src = source_images(range(cfg.pool_seeds), s, cfg.source)
     tgt = ultrasounds(range(cfg.pool_seeds), s, cfg.target).images
     pool = np.stack([src, tgt], axis=1).astype(np.float32)
     if path is not None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         np.save(path, pool)
     return pool
+
+
+def source_images(seeds, size, source: str) -> np.ndarray:
+    """Network inputs ``[N, H, W]`` float32 in [0, 1] for the simulator seeds.
+
+    Args:
+      seeds: simulator seeds; size: ``(H, W)``.
+      source: a quality level (the B-mode image) or ``"labels"``: the tissue label map as
+        grey levels ``label / (L - 1)`` with ``L = len(ultrasound_labels())``.
+    """
+    if source == "labels":
+        labels = np.stack([ultrasound_label_map(int(s), tuple(size)) for s in seeds])
+        return (labels / np.float32(len(ultrasound_labels()) - 1)).astype(np.float32)
+    return ultrasounds(seeds, size, source).images
 
 
 def style_images(cfg: TransformConfig, pool: np.ndarray) -> np.ndarray:
@@ -275,7 +305,8 @@ class TransformTask:
 
     name = "transform-net"
     configs = {"smoke": smoke, "default": default, "no-noise": no_noise,
-               "single-style": single_style}
+               "single-style": single_style, "labels-to-hq": labels_to_hq,
+               "hq-to-clinical": hq_to_clinical}
     monitor = ("content", "style")
 
     def init(self, cfg: TransformConfig, mesh):

@@ -75,10 +75,24 @@ def test_config_checks_and_registry():
     T.default().validate()
     for bad, msg in [(dict(style="many"), "style"), (dict(extractor="inception"), "extractor"),
                      (dict(content_tap="relu3_1"), "not a stylex tap"),
-                     (dict(crop=8), "crop"), (dict(source="xq"), "qualities"),
+                     (dict(crop=8), "crop"), (dict(source="xq"), "source must be"),
+                     (dict(target="labels"), "target one of"),
                      (dict(style_images=0), "style_images")]:
         with pytest.raises(ValueError, match=msg):
             dataclasses.replace(T.default(), **bad).validate()
+
+
+def test_task_configs_and_label_map_inputs():
+    from stylejax.data.ultrasound import ultrasound_label_map, ultrasound_labels
+    assert (T.labels_to_hq().validate().source, T.labels_to_hq().target) == ("labels", "hq")
+    assert (T.hq_to_clinical().validate().source, T.hq_to_clinical().target) == ("hq",
+                                                                                 "clinical")
+    x = T.source_images([5, 9], (24, 20), "labels")
+    assert x.shape == (2, 24, 20) and x.dtype == np.float32
+    top = len(ultrasound_labels()) - 1
+    for img, seed in zip(x, (5, 9)):
+        np.testing.assert_array_equal(np.rint(img * top).astype(int),
+                                      ultrasound_label_map(seed, (24, 20)))
 
 
 def test_smoke_run_export_and_load(tmp_path):
