@@ -499,7 +499,7 @@ def _reconstruct(sino, beam, kernel: CTKernel, pixel_mm: float):
 
 
 def ct_slices(seeds, size=(256, 256), kernels=None, dose: float = 1.0, *,
-              noise: bool = True) -> CTSlices:
+              noise: bool = True, noise_seed: int | None = None) -> CTSlices:
     """Scan several seeds once each and reconstruct every requested kernel.
 
     Args:
@@ -508,15 +508,20 @@ def ct_slices(seeds, size=(256, 256), kernels=None, dose: float = 1.0, *,
       kernels: kernel names (default: all of :func:`ct_kernels`).
       dose: relative dose > 0; noise standard deviation scales as ``1 / sqrt(dose)``.
       noise: False reconstructs the noise-free sinogram (``dose`` is then irrelevant).
+      noise_seed: None (default) draws each slice's noise from its own seed; an int
+        draws an independent realisation of the same scans (same anatomy and dose,
+        other quanta), the same for every kernel.
     Returns:
       :class:`CTSlices` with ``images`` [N, K, H, W].
     Raises:
       ValueError naming a bad argument (unknown kernel, dose <= 0, size too small, ...).
     """
-    return _scan(seeds, size, kernels, dose, noise)[0]
+    if noise_seed is not None:
+        noise_seed = _check_seed(noise_seed)
+    return _scan(seeds, size, kernels, dose, noise, noise_seed)[0]
 
 
-def _scan(seeds, size, kernels, dose, noise):
+def _scan(seeds, size, kernels, dose, noise, noise_seed=None):
     seed_list = [_check_seed(s) for s in (np.asarray(seeds).ravel().tolist()
                                           if isinstance(seeds, np.ndarray) else list(seeds))]
     if not seed_list:
@@ -538,7 +543,8 @@ def _scan(seeds, size, kernels, dose, noise):
     if noise:
         i0 = dose * I0_REF * max(h, w) / 512.0
         for i, s in enumerate(seed_list):
-            z = np.random.default_rng([s, 2]).standard_normal(sino.shape[1:], np.float32)
+            stream = [s, 2] if noise_seed is None else [s, 3, noise_seed]
+            z = np.random.default_rng(stream).standard_normal(sino.shape[1:], np.float32)
             counts = np.maximum(_counts(i0 * np.exp(-sino[i].astype(np.float64)), z), 0.5)
             sino[i] = -np.log(counts / i0)
     images = np.stack([_reconstruct(sino, beam, k, pixel_mm) for k in kerns], axis=1)

@@ -124,11 +124,12 @@ def build_encoder(spec: dict):
     raise ValueError(f"unknown AdaIN encoder {name!r}; choose one of {', '.join(ENCODERS)}")
 
 
-def encoder_stages(spec: dict, content_tap: str, widths=None):
+def encoder_stages(spec: dict, content_tap: str, widths=None, convs=None):
     """Decoder stages mirroring the encoder ``spec`` up to ``content_tap`` (no weights needed).
 
     ``widths`` (optional) replaces the channel counts of all stages but the deepest (whose
-    width is the encoder's); the deepest stage's width is always the encoder's.
+    width is the encoder's); the deepest stage's width is always the encoder's. ``convs``
+    (optional) replaces the number of convolutions of every stage (shallow to deep).
     """
     if spec["name"] == "stylex":
         order = ("stem", "stage1", "stage2", "stage3", "stage4")
@@ -149,6 +150,12 @@ def encoder_stages(spec: dict, content_tap: str, widths=None):
             raise ValueError(f"decoder_widths needs {len(stages) - 1} values for tap "
                              f"{content_tap!r} (got {len(widths)})")
         stages = tuple((w, n) for w, (_, n) in zip(widths, stages[:-1])) + (stages[-1],)
+    if convs:
+        convs = tuple(int(n) for n in convs)
+        if len(convs) != len(stages) or min(convs) < 1:
+            raise ValueError(f"decoder_convs needs {len(stages)} values >= 1 for tap "
+                             f"{content_tap!r} (got {convs})")
+        stages = tuple((w, n) for (w, _), n in zip(stages, convs))
     return stages
 
 
@@ -177,13 +184,19 @@ class AdaINConfig(TrainConfig):
       content_tap / style_taps: AdaIN tap (decoder input) and mean/std style taps.
       decoder_widths: channel counts of the decoder's shallower stages (() = the
         encoder's own widths).
+      decoder_convs: convolutions per decoder stage, shallow to deep (() = the
+        mirror's counts). The default taps AdaIN at ``relu1_1`` (full resolution), so the
+        decoder is one stage of three reflect-padded convolutions without upsampling:
+        a kernel's texture is pixel-scale, and a decoder fed sub-sampled features has to
+        invent it (it draws grid-aligned stripes), while at full resolution it rescales
+        the content's own noise.
       crop: side of the square training crops; pool_seeds / pool_size: the slice pool.
       lr: Adam step size; content_weight / style_weight: loss weights.
       band_width / max_positions: contextual loss settings (None = all positions).
     """
 
     name: str = "default"
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 4
     rng_impl: str = "rbg"
     log_every: int = 25
@@ -193,9 +206,10 @@ class AdaINConfig(TrainConfig):
     encoder: str = "vgg19-random"
     encoder_weights: str = ""
     encoder_seed: int = 0
-    content_tap: str = "relu3_1"
-    style_taps: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")
-    decoder_widths: tuple[int, ...] = (32, 64)
+    content_tap: str = "relu1_1"
+    style_taps: tuple[str, ...] = ("relu1_1", "relu2_1")
+    decoder_widths: tuple[int, ...] = ()
+    decoder_convs: tuple[int, ...] = (3,)
     crop: int = 64
     pool_seeds: int = 96
     pool_size: int = 128
@@ -203,7 +217,7 @@ class AdaINConfig(TrainConfig):
     content_weight: float = 1.0
     style_weight: float = 10.0
     band_width: float = 0.5
-    max_positions: int | None = None
+    max_positions: int | None = 1024
 
     def validate(self):
         super().validate()
@@ -231,12 +245,13 @@ class AdaINConfig(TrainConfig):
 def smoke() -> AdaINConfig:
     """Three steps on 32 px crops (tests)."""
     return AdaINConfig(name="smoke", steps=3, batch_size=2, crop=32, pool_seeds=3,
-                       pool_size=64, decoder_widths=(8, 16), log_every=1, checkpoint_every=3,
+                       pool_size=64, decoder_convs=(2,), log_every=1, checkpoint_every=3,
                        plot_every=3)
 
 
 def default() -> AdaINConfig:
-    """The shipped decoders: 1500 steps of 4 crops of 64 px, random VGG19 to relu3_1."""
+    """The shipped decoders: 1200 steps of 4 crops of 64 px; random VGG19 to relu1_1 (AdaIN
+    at full resolution) and a three-convolution decoder."""
     return AdaINConfig(name="default")
 
 
@@ -305,7 +320,8 @@ class AdaINTask:
         return self._encoder(json.dumps(cfg.encoder_spec(), sort_keys=True))
 
     def stages(self, cfg: AdaINConfig):
-        return encoder_stages(cfg.encoder_spec(), cfg.content_tap, cfg.decoder_widths)
+        return encoder_stages(cfg.encoder_spec(), cfg.content_tap, cfg.decoder_widths,
+                              cfg.decoder_convs)
 
     def init(self, cfg: AdaINConfig, mesh):
         dec = Decoder(self.stages(cfg), 1, seed=cfg.seed)

@@ -102,6 +102,11 @@ def test_kernels_share_the_noise_realisation_and_dose_rescales_it(pair):
     ratio = np.std(high - clean.images[0, k]) / np.std(noise[0, k])
     assert 0.45 < ratio < 0.55                             # sigma ~ 1 / sqrt(dose)
     assert np.corrcoef((high - clean.images[0, k]).ravel(), noise[0, k].ravel())[0, 1] > 0.9
+    # noise_seed: an independent realisation of the same scan, at the same noise level.
+    other = ct_slices([0], SIZE, kernels=("detail",), noise_seed=5).images[0, 0]
+    other_noise = other - clean.images[0, k1]
+    assert abs(np.corrcoef(other_noise.ravel(), noise[0, k1].ravel())[0, 1]) < 0.1
+    assert 0.9 < np.std(other_noise) / np.std(noise[0, k1]) < 1.1
 
 
 def test_standard_kernel_noise_is_clinical(pair):

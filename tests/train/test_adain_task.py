@@ -68,7 +68,7 @@ def test_smoke_run_export_load_and_mismatch(tmp_path):
     tensors = load_file(str(out / A.DECODER_FILE))
     assert all(v.dtype == np.float16 for v in tensors.values())
     net, meta = A.load(str(out))
-    assert meta["variant"] == cfg.variant and meta["content_tap"] == "relu3_1"
+    assert meta["variant"] == cfg.variant and meta["content_tap"] == "relu1_1"
     dec = A.decoder_from_state(cfg, result.state)
     np.testing.assert_allclose(np.asarray(net.decoder.convs[0].kernel[...]),
                                np.asarray(dec.convs[0].kernel[...]), atol=2e-3)
