@@ -8,13 +8,16 @@ synthetic series of :func:`stylejax.data.dce.dce_series` (``[B, T, H, W]``): a p
 used in training.
 
 Each step draws ``batch_size`` series from the pool (CE ``a`` and its non-CE twin ``b``) and,
-with ``(c_a, s_a) = G_ce.encode(a)``, ``(c_b, s_b) = G_non.encode(b)``:
+for each, a style reference: another series of the pool (another "patient", CE ``a'`` and
+non-CE ``b'``), as at inference, where the reference never is the input's own twin. With
+``(c_a, s_a) = G_ce.encode(a)``, ``(c_b, s_b) = G_non.encode(b)``,
+``r_b = G_non.encode_style(b')``, ``r_a = G_ce.encode_style(a')``:
 
-* cross translation with the other domain's style: ``ab = G_non.decode(c_a, s_b)``,
-  ``ba = G_ce.decode(c_b, s_a)``;
+* cross translation with the other domain's style: ``ab = G_non.decode(c_a, r_b)``,
+  ``ba = G_ce.decode(c_b, r_a)``;
 * the generators (one Adam) minimise
   ``w_gan * LSGAN(D(ab), D(ba)) + w_x * |decode(c, s) - x|_1`` (within-domain
-  reconstruction) ``+ w_c * |E^c(ab) - c_a|_1 + w_s * |E^s(ab) - s_b|_1`` (latent
+  reconstruction) ``+ w_c * |E^c(ab) - c_a|_1 + w_s * |E^s(ab) - r_b|_1`` (latent
   reconstruction, both directions) ``+ w_cyc * |G_ce.decode(E^c(ab), s_a) - a|_1``
   (MUNIT's cycle term) ``+ w_gram * ||Gram(E^c_b(ab)) - Gram(c_b)||_F^2`` (Gram loss on the
   target generator's own content features, standing in for the paper's VGG Gram loss: no
@@ -164,11 +167,27 @@ def ablation(decoder: str = "adaconv", temporal: str = "convlstm") -> DCEConfig:
                                decoder=decoder, temporal=temporal)
 
 
-def build_munit(cfg_or_kwargs, seed: int = 0) -> MUNIT:
-    """The MUNIT of a config (or of generator keyword arguments)."""
-    kw = cfg_or_kwargs.generator_kwargs() if isinstance(cfg_or_kwargs, DCEConfig) else dict(
+def _rngs(seed: int) -> nnx.Rngs:
+    # "rbg" keys: the initialisers compile ~3x faster than with threefry (one compile per
+    # parameter shape), which dominates building a small model
+    return nnx.Rngs(jax.random.key(int(seed), impl="rbg"))
+
+
+def _generator_kwargs(cfg_or_kwargs) -> dict:
+    return cfg_or_kwargs.generator_kwargs() if isinstance(cfg_or_kwargs, DCEConfig) else dict(
         cfg_or_kwargs)
-    return MUNIT(rngs=nnx.Rngs(seed), **kw)
+
+
+def build_munit(cfg_or_kwargs, seed: int = 0, *, abstract: bool = False) -> MUNIT:
+    """The MUNIT of a config (or of generator keyword arguments), initialised from ``seed``.
+
+    ``abstract=True`` skips the initialisation (parameters are shape placeholders, for
+    filling with trained weights: :func:`load`, :func:`munit_from_state`).
+    """
+    kw = _generator_kwargs(cfg_or_kwargs)
+    if abstract:
+        return nnx.eval_shape(lambda: MUNIT(rngs=nnx.Rngs(0), **kw))
+    return MUNIT(rngs=_rngs(seed), **kw)
 
 
 class _Discriminators(nnx.Module):
@@ -212,8 +231,13 @@ def _make_step(g_graph, d_graph, batch, lr, b1, b2, weights, paired):
     w_gan, w_x, w_c, w_s, w_cyc, w_gram, w_pair = weights
 
     def step(state, pool, key):
-        idx = jax.random.randint(key, (batch,), 0, pool["ce"].shape[0])
+        k_idx, k_ref = jax.random.split(key)
+        n = pool["ce"].shape[0]
+        idx = jax.random.randint(k_idx, (batch,), 0, n)
         a, b = pool["ce"][idx], pool["non_ce"][idx]
+        # style references: other series of the pool (other "patients"), as at inference
+        ref = (idx + jax.random.randint(k_ref, (batch,), 1, max(n, 2))) % n
+        a_ref, b_ref = pool["ce"][ref], pool["non_ce"][ref]
 
         def g_loss_fn(gp):
             g = nnx.merge(g_graph, gp, copy=True)
@@ -222,12 +246,14 @@ def _make_step(g_graph, d_graph, batch, lr, b1, b2, weights, paired):
             c_b, s_b = g.non_ce.encode(b)
             rec = jnp.mean(jnp.abs(g.ce.decode(c_a, s_a) - a)) + jnp.mean(
                 jnp.abs(g.non_ce.decode(c_b, s_b) - b))
-            ab = g.non_ce.decode(c_a, s_b)
-            ba = g.ce.decode(c_b, s_a)
+            r_b = g.non_ce.encode_style(b_ref)
+            r_a = g.ce.encode_style(a_ref)
+            ab = g.non_ce.decode(c_a, r_b)
+            ba = g.ce.decode(c_b, r_a)
             c_ab, s_ab = g.non_ce.encode(ab)
             c_ba, s_ba = g.ce.encode(ba)
             lat_c = jnp.mean(jnp.abs(c_ab - c_a)) + jnp.mean(jnp.abs(c_ba - c_b))
-            lat_s = jnp.mean(jnp.abs(s_ab - s_b)) + jnp.mean(jnp.abs(s_ba - s_a))
+            lat_s = jnp.mean(jnp.abs(s_ab - r_b)) + jnp.mean(jnp.abs(s_ba - r_a))
             cyc = jnp.mean(jnp.abs(g.ce.decode(c_ab, s_a) - a)) + jnp.mean(
                 jnp.abs(g.non_ce.decode(c_ba, s_b) - b))
             gram = jnp.mean(jnp.square(_gram(_frames(c_ab)) - _gram(_frames(c_b)))) + jnp.mean(
@@ -269,8 +295,8 @@ class DCETask:
     monitor = ("d_loss", "pair")
 
     def _graphs(self, cfg: DCEConfig):
-        return (nnx.graphdef(build_munit(cfg)),
-                nnx.graphdef(_Discriminators(cfg, rngs=nnx.Rngs(0))))
+        return (nnx.graphdef(build_munit(cfg, abstract=True)),
+                nnx.graphdef(nnx.eval_shape(lambda: _Discriminators(cfg, rngs=nnx.Rngs(0)))))
 
     def _parts(self, cfg: DCEConfig):
         g_graph, d_graph = self._graphs(cfg)
@@ -282,7 +308,7 @@ class DCETask:
     def init(self, cfg: DCEConfig, mesh):
         _, init_opt = self._parts(cfg)
         gen = nnx.state(build_munit(cfg, seed=cfg.seed), nnx.Param)
-        disc = nnx.state(_Discriminators(cfg, rngs=nnx.Rngs(cfg.seed + 1)), nnx.Param)
+        disc = nnx.state(_Discriminators(cfg, rngs=_rngs(cfg.seed + 1)), nnx.Param)
         copy = functools.partial(jax.tree.map, jnp.copy)
         state = dict(gen=gen, disc=disc, opt_gen=copy(init_opt(gen)),
                      opt_disc=copy(init_opt(disc)))
@@ -306,7 +332,7 @@ TASK = DCETask()
 
 def munit_from_state(cfg: DCEConfig, state) -> MUNIT:
     """The trained :class:`MUNIT` of a run's state."""
-    net = build_munit(cfg)
+    net = build_munit(cfg, abstract=True)
     nnx.update(net, loop.host_copy(state["gen"]))
     return net
 
@@ -355,13 +381,13 @@ def load(path: str) -> tuple[MUNIT, dict]:
     with open(meta_path) as f:
         meta = json.load(f)
     try:
-        net = build_munit(meta["architecture"])
+        net = build_munit(meta["architecture"], abstract=True)
         int(meta["frames"]), int(meta["size"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{meta_path}: malformed DCE model metadata ({e})") from None
     tensors = load_file(w_path)
     flat = _flat(net)
-    want = {k: tuple(v[...].shape) for k, v in flat.items()}
+    want = {k: tuple(v.shape) for k, v in flat.items()}
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     if want != got:
         missing = sorted(set(want) - set(got))[:3]
@@ -370,5 +396,5 @@ def load(path: str) -> tuple[MUNIT, dict]:
                          f"(missing {missing}, extra {sorted(set(got) - set(want))[:3]}, "
                          f"wrong shape {bad})")
     for k, v in flat.items():
-        v[...] = jnp.asarray(tensors[k], jnp.float32)
+        v.set_value(jnp.asarray(tensors[k], jnp.float32))
     return net, meta
