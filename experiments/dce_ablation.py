@@ -17,10 +17,12 @@ The style reference of every method is the target-domain series of ANOTHER held-
 
 Run::
 
-    python experiments/dce_ablation.py --full DIR --no-convlstm DIR --adain DIR --series 16
+    python experiments/dce_ablation.py --full DIR --no-convlstm DIR --adain DIR --series 16 \
+        [--runs full=WORKDIR no_convlstm=WORKDIR adain=WORKDIR]
 
 (missing model directories are skipped and listed in the JSON). Writes
-``experiments/results/dce_ablation.json`` and ``experiments/figures/dce_ablation.png``.
+``experiments/results/dce_ablation.json`` and ``experiments/figures/dce_ablation.png``
+(and, with ``--runs``, the training curves ``experiments/figures/dce_training_curves.png``).
 """
 
 from __future__ import annotations
@@ -78,7 +80,12 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=5)
     p.add_argument("--out", default="experiments/results/dce_ablation.json")
     p.add_argument("--figure", default="experiments/figures/dce_ablation.png")
+    p.add_argument("--runs", nargs="*", default=[], metavar="NAME=WORKDIR",
+                   help="training workdirs whose metrics.jsonl to plot (loss curves figure)")
+    p.add_argument("--curves", default="experiments/figures/dce_training_curves.png")
     a = p.parse_args(argv)
+    if a.runs:
+        training_curves(dict(r.split("=", 1) for r in a.runs), a.curves)
     models = {k: v for k, v in (("full", a.full), ("no_convlstm", a.no_convlstm),
                                 ("adain", a.adain)) if v and os.path.isdir(v)}
     missing = [k for k, v in (("full", a.full), ("no_convlstm", a.no_convlstm),
@@ -120,6 +127,35 @@ def main(argv=None):
     figure(data[0], keep, a.figure)
 
 
+def training_curves(runs, path, window=20):
+    """Running means (``window`` steps) of the training losses of each run's metrics.jsonl."""
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("pair", "paired L1 (both directions)"), ("rec", "within-domain L1"),
+            ("cycle", "cycle L1"), ("d_loss", "discriminator LSGAN")]
+    fig, ax = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
+    for name, workdir in runs.items():
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        steps = np.array([r["step"] for r in rows])
+        for axis, (k, title) in zip(ax, keys):
+            v = np.array([r[k] for r in rows])
+            w = min(window, len(v))
+            axis.plot(steps[w - 1:], np.convolve(v, np.ones(w) / w, "valid"), label=name)
+            axis.set_title(title, fontsize=8)
+            axis.set_xlabel("step")
+    ax[0].set_yscale("log")
+    ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def figure(series, keep, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -141,16 +177,21 @@ def figure(series, keep, path):
         ax[-1, c].axis("off")
     curve = fig.add_subplot(len(imgs) + 1, 1, len(imgs) + 1)
     labels = series.frame_labels()
-    for lab, name in enumerate(dce_labels()):
-        if lab == 0 or not np.any(labels == lab):
-            continue
-        for im, style, tag in ((series.ce, "-", "CE"), (outs.get("full", series.ce), "--",
-                                                         "full: non-CE")):
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    curves = [(series.ce, "-", "CE input"), (series.non_ce, ":", "non-CE truth")]
+    if "full" in outs:
+        curves.append((outs["full"], "--", "full model"))
+    shown = [lab for lab in range(1, len(dce_labels())) if np.any(labels == lab)]
+    for j, lab in enumerate(shown):
+        for im, style, _ in curves:
             vals = [im[k][labels[k] == lab].mean() for k in range(t)]
-            curve.plot(series.times, vals, style, label=f"{name} {tag}" if style == "-" else None)
+            curve.plot(series.times, vals, style, color=colors[j % len(colors)],
+                       label=dce_labels()[lab] if style == "-" else None)
+    for _, style, tag in curves:   # line styles, in black
+        curve.plot([], [], style, color="k", label=tag)
     curve.set_xlabel("time (s)")
-    curve.set_ylabel("mean signal")
-    curve.legend(fontsize=5, ncol=4)
+    curve.set_ylabel("mean signal (CE -> non-CE)")
+    curve.legend(fontsize=5, ncol=6)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=110)
