@@ -6,7 +6,7 @@ vendor styles) into an empty cache folder, and (2) a fresh process loading them 
 that cache and making ``--steps`` host batches (``local_batch``, what the trainer
 shards onto the mesh when the pools are not gathered on the accelerators), for
 :class:`~stylejax.train.simsiam_data.PhantomSource` (in memory, the pool as it was)
-and :class:`~stylejax.train.simsiam_data.StreamSource` (``stream_pool``). No model is
+and :class:`~stylejax.train.simsiam_stream.StreamSource` (``stream_pool``). No model is
 built or trained. ``num_raw``, ``num_vendor_raw`` and ``batch_size`` are reduced from
 the paper's 512 / 32 / 200 (building the full pool takes ~16 CPU-minutes); the
 in-memory figure for the full config is extrapolated from the measured growth per
@@ -47,7 +47,8 @@ def child(args):
     import numpy as np
 
     from stylejax.train import pairs
-    from stylejax.train.simsiam_data import PhantomSource, StreamSource
+    from stylejax.train.simsiam_data import PhantomSource
+    from stylejax.train.simsiam_stream import StreamSource
     cfg = _config(args.num_raw, args.num_vendor_raw, args.batch)
     # Compile the one-image normalisation first, so every child (baseline included)
     # holds the same compiler state; the in-memory pool's own whole-pool

@@ -22,7 +22,7 @@ NaN guard, logs); this module holds what is SimSiam's:
   few KB of indices (:func:`make_gather`); on CPUs the host gathers the rows
   (faster there, ``experiments/benchmarks/batch_gather.py``). Either way the
   batches, and so the run, are the same. Configs with ``stream_pool`` (``paper``,
-  ``pod``) use a :class:`~stylejax.train.simsiam_data.StreamSource` instead: the
+  ``pod``) use a :class:`~stylejax.train.simsiam_stream.StreamSource` instead: the
   same pools in files on local disk, each step's rows read there, so host memory
   stays about one batch. Those and other sources (``--data``:
   :class:`~stylejax.train.simsiam_data.FolderSource`) hand over host batches
@@ -49,7 +49,8 @@ from stylejax.models.simsiam import SimSiam, collapse_std, simsiam_loss
 from stylejax.train import loop, pairs, simsiam_configs
 from stylejax.train.loop import TrainingDiverged  # noqa: F401  (re-exported for callers)
 from stylejax.train.simsiam_configs import Config
-from stylejax.train.simsiam_data import PhantomSource, StreamSource, gather_batch
+from stylejax.train.simsiam_data import PhantomSource, gather_batch
+from stylejax.train.simsiam_stream import StreamSource
 
 
 @struct.dataclass

@@ -63,7 +63,7 @@ class Config(TrainConfig):
       data_seed: phantom ``i`` uses seed ``data_seed + i`` (kept far from the
         small seeds evaluation uses, so evaluation content is unseen).
       stream_pool: keep the phantom pools in files on local disk and read each
-        step's rows (:class:`~stylejax.train.simsiam_data.StreamSource`; host
+        step's rows (:class:`~stylejax.train.simsiam_stream.StreamSource`; host
         memory bounded by the batch) instead of holding them in memory and on
         the accelerators. Same batches either way, so a run may switch on resume.
     Optimisation (SimSiam recipe):

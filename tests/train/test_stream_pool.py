@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from stylejax.train import loop, simsiam, simsiam_configs
-from stylejax.train.simsiam_data import PhantomSource, StreamSource, _RowFile
+from stylejax.train.simsiam_data import PhantomSource
+from stylejax.train.simsiam_stream import StreamSource, _RowFile
 
 CFG = dataclasses.replace(simsiam_configs.smoke(), vendor_fraction=0.5, num_vendor_raw=3,
                           num_raw=6).validate()
