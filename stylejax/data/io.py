@@ -334,6 +334,10 @@ def _read_dicom(p: Path, pixels: bool):
     info = _dicom_info(p, ds, pixels)
     if not pixels:
         return None, info
+    if info.photometric == "PALETTE COLOR":
+        raise ValueError(f"{p}: palette-colour DICOM (PhotometricInterpretation PALETTE "
+                         "COLOR): its pixel values index a colour table and are not "
+                         "intensities; convert it to a grayscale image first")
     try:
         arr = ds.pixel_array
     except Exception as e:  # truncated pixel data, unsupported compression, ...

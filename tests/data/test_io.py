@@ -328,3 +328,16 @@ def test_sixteen_bit_colour_png_is_refused_not_truncated(tmp_path):
         assert im.mode == "RGB"  # the decoder's 8-bit reduction this guards against
     with pytest.raises(ValueError, match="16-bit colour PNG"):
         io.read_image(path)
+
+
+def test_palette_colour_dicom_is_refused_not_read_as_indices():
+    from pydicom.data import get_testdata_file
+    try:
+        path = get_testdata_file("examples_palette.dcm", download=False)
+    except Exception:  # noqa: BLE001 - any failure to find the bundled file
+        path = None
+    if not path:
+        pytest.skip("pydicom's examples_palette.dcm is not installed")
+    assert str(pydicom.dcmread(path).PhotometricInterpretation) == "PALETTE COLOR"
+    with pytest.raises(ValueError, match="palette-colour"):
+        io.read_image(path)
