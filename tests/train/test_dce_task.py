@@ -1,5 +1,6 @@
 """The DCE-MRI MUNIT task: config checks, one real training step whose loss terms are
-recomputed independently from the initial networks, export/load round trip and mismatch."""
+recomputed independently from the initial networks (style references from another training
+series, not the input's twin), export/load round trip and mismatch."""
 
 import dataclasses
 import json
@@ -15,8 +16,9 @@ from stylejax.train import registry
 
 
 def _cfg():
-    # one training series, so the step's batch is known: series 0 (CE a, non-CE b)
-    return dataclasses.replace(T.smoke(), steps=1, pool_series=1, temporal="none",
+    # two training series, batch 1: the step draws series i and, as style reference, the
+    # other one (1 - i), never the input's own twin
+    return dataclasses.replace(T.smoke(), steps=1, pool_series=2, temporal="none",
                                checkpoint_every=1).validate()
 
 
@@ -37,25 +39,36 @@ def test_step_losses_match_an_independent_recomputation(tmp_path):
     cfg = _cfg()
     pool = T._pool(cfg, None)
     net0 = T.build_munit(cfg, seed=cfg.seed)  # the task's initial generators
-    a, b = pool["ce"][:1], pool["non_ce"][:1]
-    ab = np.asarray(net0.translate(a, to="non_ce", style_series=b))
-    ba = np.asarray(net0.translate(b, to="ce", style_series=a))
-    rec = (np.abs(np.asarray(net0.ce(a)) - a).mean()
-           + np.abs(np.asarray(net0.non_ce(b)) - b).mean())
-    pair = np.abs(ab - b).mean() + np.abs(ba - a).mean()
+    ce, non = pool["ce"], pool["non_ce"]
+
+    def losses(i, r):  # input series i, style references from series r
+        a, b = ce[i:i + 1], non[i:i + 1]
+        ab = np.asarray(net0.translate(a, to="non_ce", style_series=non[r:r + 1]))
+        ba = np.asarray(net0.translate(b, to="ce", style_series=ce[r:r + 1]))
+        rec = (np.abs(np.asarray(net0.ce(a)) - a).mean()
+               + np.abs(np.asarray(net0.non_ce(b)) - b).mean())
+        return np.abs(ab - b).mean() + np.abs(ba - a).mean(), rec
 
     res = loop.run(T.TASK, cfg, str(tmp_path / "run"), devices=jax.devices()[:1],
                    progress=False)
     m = res.last_metrics
     assert all(np.isfinite(v) for v in m.values())
-    np.testing.assert_allclose(m["pair"], pair, rtol=1e-4)
+    rec0 = losses(0, 0)[1]
+    i = 0 if np.isclose(m["rec"], rec0, rtol=1e-4) else 1   # the series the step drew
+    pair, rec = losses(i, 1 - i)
     np.testing.assert_allclose(m["rec"], rec, rtol=1e-4)
+    np.testing.assert_allclose(m["pair"], pair, rtol=1e-4)
+    own_twin = losses(i, i)[0]
+    # the reference was not the twin (at initialisation the style moves the loss by ~1e-3)
+    assert not np.isclose(own_twin, m["pair"], rtol=2e-4, atol=0)
+    a, b = ce[:1], non[:1]
+    ab = np.asarray(net0.translate(a, to="non_ce", style_series=b))
     assert os.path.exists(tmp_path / "run" / "cache")
     # the generators moved, and the export reloads to the same network (float16)
     net = T.munit_from_state(cfg, res.state)
     T.TASK.export(cfg, res.state, str(tmp_path / "exp"), progress=False)
     net2, meta = T.load(str(tmp_path / "exp"))
-    assert meta["frames"] == cfg.frames and meta["train_seeds"] == [0, 0]
+    assert meta["frames"] == cfg.frames and meta["train_seeds"] == [0, 1]
     out1 = np.asarray(net.translate(a, to="non_ce", style_series=b))
     out2 = np.asarray(net2.translate(a, to="non_ce", style_series=b))
     assert np.abs(out1 - ab).max() > 1e-6
