@@ -25,6 +25,8 @@ Metrics against the true kernel-B slice of the same seed:
   radially averaged in 16 bins over 0.03..0.5 cycles/pixel. The distance is the RMS over
   bins of ``log10(NPS_output / NPS_true)`` (0 = the same spectrum; 1 = a factor 10).
   ``noise_ratio`` = std of the output residual / std of the true residual.
+* ``reconstruction_ssim`` (per decoder): SSIM of the ``alpha = 0`` output (the content's
+  own features decoded) to the content: how well the decoder inverts the encoder.
 
     python experiments/ct_kernel_transfer.py            # 8 seeds, 128 px
     python experiments/ct_kernel_transfer.py --quick    # 2 seeds
@@ -49,6 +51,7 @@ from stylejax.metrics.image import psnr, ssim
 
 PAIRS = (("soft", "lung"), ("soft", "sharp"), ("standard", "bone"), ("lung", "soft"),
          ("sharp", "soft"), ("bone", "standard"))
+LEARNED = ("adain", "contextual", "context-aware")
 METHODS = ("identity", "histogram", "adain", "contextual", "context-aware", "texture-oracle")
 SEED0 = 100_000
 
@@ -110,12 +113,16 @@ def main():
     other = ct_slices(seeds, size, noise_seed=1)  # same scans, independent noise
     kidx = {k: i for i, k in enumerate(data.kernels)}
     rows, examples, spectra = [], {}, {}
+    recon = {m: [] for m in LEARNED}
     for ka, kb in PAIRS:
         for i in range(n):
             content = data.images[i, kidx[ka]]
             true = data.images[i, kidx[kb]]
             style = data.images[(i + 1) % n, kidx[kb]]  # another seed, kernel B
             x0 = clean.images[i, kidx[kb]]
+            for m in LEARNED:  # how well the decoder inverts the encoder (alpha = 0)
+                back = transfer(content, style, variant=m, alpha=0.0)
+                recon[m].append(float(ssim(unit(back), unit(content))))
             for m in METHODS:
                 out = run_method(m, content, style, other.images[i, kidx[kb]])
                 d, ratio, n_out, n_true = nps_metrics(out, true, x0)
@@ -148,12 +155,15 @@ def main():
         for m, v in per.items():
             print(f"{pair:18s} {m:14s} {v['ssim']:7.4f} {v['ssim_soft']:8.4f} "
                   f"{v['psnr']:6.2f} {v['nps_distance']:7.3f} {v['noise_ratio']:6.2f}")
+    recon = {m: float(np.mean(v)) for m, v in recon.items()}
+    print("SSIM of the alpha = 0 output to the content (decoder inversion):",
+          {m: round(v, 4) for m, v in recon.items()})
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(dict(command="python experiments/ct_kernel_transfer.py" +
                        (" --quick" if a.quick else ""), seeds=seeds, size=list(size),
                        pairs=[list(p) for p in PAIRS], summary=summary, overall=overall,
-                       spectra=spectra, rows=rows, seconds=time.time() - t0), f, indent=1)
+                       reconstruction_ssim=recon, spectra=spectra, rows=rows, seconds=time.time() - t0), f, indent=1)
     figure(examples, spectra, a.figure)
     print(f"wrote {a.out} and {a.figure}")
 
