@@ -111,9 +111,20 @@ def main(argv=None):
     table = {d: {m: {k: (None if any(r[k] is None for r in v) else
                          float(np.mean([r[k] for r in v]))) for k in v[0]}
                  for m, v in per.items()} for d, per in rows.items()}
+    # paired comparison of the models on the same series: mean difference and its standard
+    # error over the series (a positive CW-SSIM difference favours the first model)
+    paired = {}
+    for d, per in rows.items():
+        for m1, m2 in (("full", "no_convlstm"), ("full", "adain")):
+            if m1 in per and m2 in per:
+                for k in ("cw_ssim_style", "temporal_error"):
+                    diff = np.array([r1[k] - r2[k] for r1, r2 in zip(per[m1], per[m2])])
+                    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+                    paired[f"{d}: {m1} - {m2}: {k}"] = {"mean": float(diff.mean()), "se": se}
     payload = {"held_out_seeds": [seeds[0], seeds[-1]], "series": a.series,
                "size": a.size, "frames": a.frames, "models": models,
-               "missing_models": missing, "table": table, "machine": machine()}
+               "missing_models": missing, "table": table, "paired_differences": paired,
+               "per_series": rows, "machine": machine()}
     write_json(a.out, payload)
     for d, per in table.items():
         print(f"\n{d}")
@@ -124,6 +135,9 @@ def main(argv=None):
             print(f"{m:<12} {r['psnr']:7.2f} {r['ssim']:6.3f} {ms:>7} "
                   f"{r['cw_ssim_content']:6.3f} {r['cw_ssim_style']:6.3f} "
                   f"{r['temporal_error']:8.4f}")
+    for name, v in paired.items():
+        se = "n/a" if v["se"] is None else f"{v['se']:.4f}"
+        print(f"{name}: {v['mean']:+.4f} (se {se})")
     figure(data[0], keep, a.figure)
 
 
