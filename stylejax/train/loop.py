@@ -451,16 +451,15 @@ def plot_metrics(metrics_path: str, out_path: str, *, title: str = "training",
     An axis whose values are all positive and span more than a decade is logarithmic, so
     the first steps' large losses do not flatten the rest of the curve.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
     rows = [json.loads(line) for line in _path(metrics_path).read_text().splitlines()
             if line.strip()]
     if not rows:
         return
     steps = [r["step"] for r in rows]
     loss = [r["loss"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     ax.plot(steps, loss, lw=0.8, color="tab:blue", label="loss")
     if len(rows) >= 20:
         k = max(len(rows) // 20, 2)
@@ -485,7 +484,6 @@ def plot_metrics(metrics_path: str, out_path: str, *, title: str = "training",
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     tmp = _path(f"{out_path}.tmp{os.getpid()}.png")
     tmp.write_bytes(buffer.getvalue())
     tmp.replace(_path(out_path))
