@@ -198,7 +198,8 @@ def table(rows: dict) -> str:
             "retrieval_train", "silhouette_train", "retrieval_unseen_only",
             "silhouette_unseen_only")
     width = max(len(n) for n in rows)
-    head = f"{'encoder':<{width}}  " + "  ".join(f"{k.replace('retrieval', 'ret').replace('silhouette', 'sil'):>18}" for k in keys)
+    short = [k.replace("retrieval", "ret").replace("silhouette", "sil") for k in keys]
+    head = f"{'encoder':<{width}}  " + "  ".join(f"{k:>18}" for k in short)
     lines = [head, "-" * len(head)]
     for name, row in rows.items():
         lines.append(f"{name:<{width}}  " + "  ".join(f"{row[k]:>18.3f}" for k in keys))
