@@ -104,6 +104,13 @@ def _shape_only(shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.float32(0), shape)
 
 
+def _check_float(path, key: str, dtype) -> None:
+    """Refuse integer, bool and other non-float tensors (weights are float16/32/64/bf16)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f" and dtype.name != "bfloat16":
+        raise ValueError(f"{path}: {key} has dtype {dtype}, expected floating-point weights")
+
+
 def _check_complete(arch: str, found: dict, describe) -> dict:
     """Verify presence and shape of every conv tensor; ``describe(name, part)`` names a key."""
     missing, misshapen, out = [], [], {}
@@ -162,7 +169,9 @@ def load_safetensors(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]
                     if shape != _expected(arch, name, part):
                         found[(name, part)] = _shape_only(shape)  # never read
                         continue
-                    arr = np.asarray(handle.get_tensor(key), dtype=np.float32)
+                    raw = handle.get_tensor(key)
+                    _check_float(path, key, raw.dtype)
+                    arr = np.asarray(raw, dtype=np.float32)
                     if part == "kernel":
                         arr = arr.transpose(2, 3, 1, 0)  # OIHW -> HWIO
                     found[(name, part)] = arr
@@ -200,6 +209,7 @@ def load_h5(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 if tuple(data.shape) != _expected(arch, name, part):
                     found[(name, part)] = _shape_only(tuple(data.shape))  # never read
                     continue
+                _check_float(path, f"{name}/{dataset}", data.dtype)
                 try:
                     found[(name, part)] = np.asarray(data[()], dtype=np.float32)
                 except (TypeError, ValueError, OSError) as err:
@@ -219,19 +229,21 @@ def load_file(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         raise FileNotFoundError(f"VGG weight file not found: {path}")
     with open(path, "rb") as handle:
         head = handle.read(8)
-    if head == _HDF5_MAGIC or path.suffix.lower() in (".h5", ".hdf5"):
-        return load_h5(path, arch)
-    if path.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt"):
+    if path.suffix.lower() in (".pth", ".pt", ".bin", ".ckpt") and head != _HDF5_MAGIC:
         raise ValueError(f"{path.name}: PyTorch pickles are not read (no torch dependency); "
                          "convert with safetensors.torch.save_file(model.state_dict(), "
                          "'vgg.safetensors') or download timm's model.safetensors")
+    hdf5 = head == _HDF5_MAGIC or path.suffix.lower() in (".h5", ".hdf5")
     try:
-        return load_safetensors(path, arch)
-    except ValueError:
-        raise
-    except Exception as err:  # safetensors raises its own error types on corrupt headers
-        raise ValueError(f"{path} is neither a readable safetensors file nor an HDF5 "
-                         f"file: {err}") from err
+        return load_h5(path, arch) if hdf5 else load_safetensors(path, arch)
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{path}: {err}") from None
+    except Exception as err:  # h5py/safetensors errors of damaged files (OSError, ...)
+        kind = "HDF5" if hdf5 else "safetensors"
+        raise ValueError(f"{path} is not a readable {kind} weight file "
+                         f"({type(err).__name__}: {err})") from err
 
 
 def cache_dir() -> Path:
