@@ -246,10 +246,15 @@ def join(workdir: str, name: str) -> str:
 
 
 def checkpoint_manager(workdir: str, keep: int):
-    """An orbax ``CheckpointManager`` for ``WORKDIR/checkpoints`` keeping ``keep``."""
+    """An orbax ``CheckpointManager`` for ``WORKDIR/checkpoints`` keeping ``keep``.
+
+    The single-item (``default``) layout is fixed here rather than guessed by orbax from
+    the first step it reads, so a damaged step folder cannot make it refuse the others.
+    """
     import orbax.checkpoint as ocp
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    return ocp.CheckpointManager(join(workdir, CHECKPOINT_DIR), options=options)
+    return ocp.CheckpointManager(join(workdir, CHECKPOINT_DIR), options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
 
 
 def restore(manager, abstract_state, step: int | None = None):
@@ -281,12 +286,14 @@ def _read_digests(workdir: str) -> dict:
     if not _path(path).exists():
         return {}
     try:
-        digests = json.loads(_path(path).read_text())
-        return digests if isinstance(digests, dict) else {}
+        digests = _read_json(path)  # size-limited: never read to the end of /dev/zero
     except (OSError, ValueError):
         warnings.warn(f"{path} is unreadable; checkpoints are restored unverified",
                       RuntimeWarning, stacklevel=3)
         return {}
+    if not isinstance(digests, dict):
+        return {}
+    return {k: v for k, v in digests.items() if k.isascii() and k.isdigit()}
 
 
 def restore_verified(manager, abstract_state, workdir: str, step: int | None = None, *,
