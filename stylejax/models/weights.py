@@ -149,7 +149,7 @@ def load_safetensors(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]
     Returns:
       ``{conv_name: (kernel [3, 3, Cin, Cout] float32, bias [Cout] float32)}``.
     Raises:
-      ValueError naming missing or misshapen tensors.
+      ValueError naming missing, misshapen, non-float or non-finite tensors.
     """
     from safetensors import safe_open
 
@@ -192,7 +192,7 @@ def load_h5(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     Returns:
       ``{conv_name: (kernel [3, 3, Cin, Cout] float32, bias [Cout] float32)}``.
     Raises:
-      ValueError naming missing or misshapen tensors.
+      ValueError naming missing, misshapen, non-float or non-finite tensors.
     """
     import h5py
 
@@ -223,7 +223,13 @@ def load_h5(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def load_file(path, arch: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Dispatch on the file's content (HDF5 signature) or suffix; see the two loaders."""
+    """Dispatch on the file's content (HDF5 signature) or suffix; see the two loaders.
+
+    Raises:
+      FileNotFoundError: ``path`` is not a file.
+      ValueError: naming ``path``, for any file that is not complete, finite,
+        floating-point VGG weights of ``arch`` (damaged files included).
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"VGG weight file not found: {path}")

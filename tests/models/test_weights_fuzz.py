@@ -231,8 +231,8 @@ H5_MUTATIONS = {
 def test_mutated_h5_datasets_are_refused(valid, tmp_path, mutation):
     ref, _ = valid
     write = H5_MUTATIONS[mutation]
-    # Kernel of the first conv; the bias mutations reuse the writer on a 1-D dataset
-    # where the shape makes sense (and the 4-D data is then misshapen, also refused).
+    # In place of the first conv's kernel, and of the last conv's bias (where the 4-D
+    # writers are also misshapen: refused either way).
     for target in ("conv1_1/weight", "conv2_2/bias"):
         p = _write_h5(tmp_path / f"{target.replace('/', '_')}.h5", ref, **{target: write})
         tracemalloc.start()
@@ -250,7 +250,6 @@ def test_whole_file_mutations_through_the_public_constructor(valid, tmp_path):
     huge = tmp_path / "huge.h5"
     with h5py.File(huge, "w") as f:
         _huge(f.create_group("conv1_1"), "weight")
-    (tmp_path / "flat.h5").write_bytes(b"")
     with h5py.File(tmp_path / "flat.h5", "w") as f:
         f["weight"] = np.zeros((3, 3, 3, 64), np.float32)
     (tmp_path / "meta.safetensors").write_text(json.dumps({"features.0.weight": [1, 2]}))
