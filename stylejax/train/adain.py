@@ -46,7 +46,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from stylejax.data.ct import ct_slices
-from stylejax.models import features
+from stylejax.models import export_files, features
 from stylejax.models import weights as weight_io
 from stylejax.models.adain import VARIANTS, AdaINNet, Decoder, stages_from_plan, variant_loss
 from stylejax.train import loop
@@ -419,13 +419,11 @@ def load(path: str, extractor=None) -> tuple[AdaINNet, dict]:
       ValueError: missing files, or a decoder that does not match the encoder (channel
         counts, tensor names/shapes, or the encoder's fingerprint).
     """
-    from safetensors.numpy import load_file
     meta_path, dec_path = os.path.join(path, META_FILE), os.path.join(path, DECODER_FILE)
     if not (os.path.exists(meta_path) and os.path.exists(dec_path)):
         raise ValueError(f"{path}: not an exported AdaIN decoder (needs {META_FILE} and "
                          f"{DECODER_FILE})")
-    with open(meta_path) as f:
-        meta = json.load(f)
+    meta = export_files.read_json(meta_path)
     try:
         spec, tap = meta["encoder"], meta["content_tap"]
         stages = tuple(tuple(int(v) for v in s) for s in meta["stages"])
@@ -433,7 +431,7 @@ def load(path: str, extractor=None) -> tuple[AdaINNet, dict]:
         raise ValueError(f"{meta_path}: malformed AdaIN metadata ({e})") from None
     enc = extractor if extractor is not None else TASK._encoder(json.dumps(spec, sort_keys=True))
     dec = Decoder(stages, 1, seed=0)
-    tensors = load_file(dec_path)
+    tensors = export_files.read_weights(dec_path)
     expected = {}
     for i, conv in enumerate(dec.convs):
         expected[f"conv{i}.kernel"] = conv.kernel[...].shape

@@ -55,6 +55,7 @@ from jax.sharding import PartitionSpec as P
 
 from stylejax.data.dce import dce_series
 from stylejax.losses.adversarial import lsgan_discriminator_loss, lsgan_generator_loss
+from stylejax.models import export_files
 from stylejax.models.discriminator import MultiScaleDiscriminator
 from stylejax.models.munit import MUNIT
 from stylejax.train import loop
@@ -373,19 +374,17 @@ def load(path: str) -> tuple[MUNIT, dict]:
       ValueError: missing files, malformed metadata, or weights whose names/shapes do not
         match the architecture in ``dce.json``.
     """
-    from safetensors.numpy import load_file
     meta_path, w_path = os.path.join(path, META_FILE), os.path.join(path, WEIGHTS_FILE)
     if not (os.path.isfile(meta_path) and os.path.isfile(w_path)):
         raise ValueError(f"{path}: not an exported DCE model (needs {META_FILE} and "
                          f"{WEIGHTS_FILE})")
-    with open(meta_path) as f:
-        meta = json.load(f)
+    meta = export_files.read_json(meta_path)
     try:
         net = build_munit(meta["architecture"], abstract=True)
         int(meta["frames"]), int(meta["size"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{meta_path}: malformed DCE model metadata ({e})") from None
-    tensors = load_file(w_path)
+    tensors = export_files.read_weights(w_path)
     flat = _flat(net)
     want = {k: tuple(v.shape) for k, v in flat.items()}
     got = {k: tuple(v.shape) for k, v in tensors.items()}

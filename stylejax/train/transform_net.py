@@ -52,7 +52,7 @@ from jax.sharding import PartitionSpec as P
 from stylejax.data.ultrasound import (ultrasound_label_map, ultrasound_labels,
                                      ultrasound_qualities, ultrasounds)
 from stylejax.losses import style as style_losses
-from stylejax.models import features
+from stylejax.models import export_files, features
 from stylejax.models.transform_net import TransformNet, average_style_target
 from stylejax.train import loop
 from stylejax.train.config import TrainConfig
@@ -398,26 +398,21 @@ def load(path: str) -> tuple[TransformNet, dict]:
       ValueError: missing files, malformed metadata, or weights of another architecture
         (tensor names or shapes differ from the network the json describes).
     """
-    from safetensors.numpy import load_file
     meta_path, w_path = os.path.join(path, META_FILE), os.path.join(path, WEIGHTS_FILE)
     if not (os.path.isfile(meta_path) and os.path.isfile(w_path)):
         raise ValueError(f"{path}: not an exported transform network (needs {META_FILE} "
                          f"and {WEIGHTS_FILE})")
+    meta = export_files.read_json(meta_path)
     try:
-        with open(meta_path) as f:
-            meta = json.load(f)
         if meta.get("architecture") != ARCHITECTURE:
             raise ValueError(f"architecture {meta.get('architecture')!r} is not "
                              f"{ARCHITECTURE!r}")
         net = TransformNet(widths=tuple(int(w) for w in meta["widths"]),
                            num_residual=int(meta["num_residual"]), noise=bool(meta["noise"]),
                            rngs=nnx.Rngs(0))
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{meta_path}: not a transform-network description ({e})") from None
-    try:
-        tensors = load_file(w_path)
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"{w_path}: unreadable safetensors file ({e})") from None
+    tensors = export_files.read_weights(w_path)
     expected = {k: v.shape for k, v in _flat_params(net).items()}
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     if got != expected:
@@ -427,8 +422,6 @@ def load(path: str) -> tuple[TransformNet, dict]:
         raise ValueError(f"{w_path} does not fit the transform network of {META_FILE} "
                          f"(another architecture): missing {missing}, unexpected {extra}, "
                          f"shape mismatch {wrong}")
-    if not all(np.all(np.isfinite(v)) for v in tensors.values()):
-        raise ValueError(f"{w_path} holds non-finite weights")
     state = nnx.state(net, nnx.Param)
     flat = nnx.to_flat_state(state)
     for pth, var in flat:
