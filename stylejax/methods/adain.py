@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from stylejax.methods.base import TransferResult, check_choice, option
+from stylejax.methods.base import TransferResult, check_choice, check_real_finite, option
 from stylejax.models.adain import VARIANTS, adain
 from stylejax.train import adain as adain_train
 
@@ -104,10 +104,7 @@ def _check_image(x, name):
         a = a[..., 0]
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D grayscale image [H, W] (got shape {a.shape})")
-    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-        raise ValueError(f"{name} must be real-valued (got dtype {a.dtype})")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    check_real_finite(a, name)
     if min(a.shape) < 16:
         raise ValueError(f"{name} is too small ({a.shape}); AdaIN needs at least 16x16")
     return a.astype(np.float32)

@@ -151,6 +151,14 @@ def options(config_class) -> list[OptionSpec]:
     return out
 
 
+def check_real_finite(a: np.ndarray, name: str) -> None:
+    """ValueError naming ``name`` unless ``a`` is real-valued numbers, all finite."""
+    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise ValueError(f"{name} must be real-valued (got dtype {a.dtype})")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+
+
 def check_choice(value, name: str, choices: Sequence) -> None:
     """ValueError naming ``name`` unless ``value`` is one of ``choices``."""
     if value not in choices:

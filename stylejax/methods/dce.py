@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from stylejax.methods.base import TransferResult, check_choice, option
+from stylejax.methods.base import TransferResult, check_choice, check_real_finite, option
 from stylejax.train import dce as dce_train
 
 __all__ = ["DIRECTIONS", "DCEConfig", "DCE", "translate", "load_network", "shipped_model",
@@ -87,10 +87,7 @@ def check_series(series, name: str = "series", *, frames: int | None = None,
                          "T >= 2")
     if a.ndim != 3:
         raise ValueError(f"{name} must be a series [T, H, W] (got shape {a.shape})")
-    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-        raise ValueError(f"{name} must be real-valued (got dtype {a.dtype})")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    check_real_finite(a, name)
     if a.shape[0] < 2:
         raise ValueError(f"{name} has {a.shape[0]} frame; a DCE series needs T >= 2")
     if frames is not None and a.shape[0] != frames:

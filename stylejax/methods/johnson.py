@@ -27,7 +27,7 @@ import time
 import jax
 import numpy as np
 
-from stylejax.methods.base import TransferResult, option
+from stylejax.methods.base import TransferResult, check_real_finite, option
 from stylejax.models.transform_net import MIN_SIZE, stylize
 from stylejax.train import transform_net as tn_train
 
@@ -77,10 +77,7 @@ def _check_content(x) -> tuple[np.ndarray, bool]:
     if a.ndim != 2:
         raise ValueError(f"content image must be a 2-D grayscale image [H, W] "
                          f"(got shape {a.shape})")
-    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-        raise ValueError(f"content image must be real-valued (got dtype {a.dtype})")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("content image contains non-finite values (NaN or inf)")
+    check_real_finite(a, "content image")
     if min(a.shape) < MIN_SIZE:
         raise ValueError(f"content image is too small ({a.shape}); the transform network "
                          f"needs at least {MIN_SIZE}x{MIN_SIZE}")

@@ -330,14 +330,8 @@ def test_sixteen_bit_colour_png_is_refused_not_truncated(tmp_path):
         io.read_image(path)
 
 
-def test_palette_colour_dicom_is_refused_not_read_as_indices():
-    from pydicom.data import get_testdata_file
-    try:
-        path = get_testdata_file("examples_palette.dcm", download=False)
-    except Exception:  # noqa: BLE001 - any failure to find the bundled file
-        path = None
-    if not path:
-        pytest.skip("pydicom's examples_palette.dcm is not installed")
+def test_palette_colour_dicom_is_refused_not_read_as_indices(pydicom_test_file):
+    path = pydicom_test_file("examples_palette.dcm")
     assert str(pydicom.dcmread(path).PhotometricInterpretation) == "PALETTE COLOR"
     with pytest.raises(ValueError, match="palette-colour"):
         io.read_image(path)

@@ -114,14 +114,8 @@ def test_cli_dicom_in_dicom_out(slices, tmp_path, capsys):
     assert out.shape == (64, 64) and np.all(np.isfinite(out)) and out.std() > 0.05
 
 
-def test_real_ct_slice_runs():
-    pydicom_data = pytest.importorskip("pydicom.data")
-    try:
-        path = pydicom_data.get_testdata_file("CT_small.dcm")
-    except Exception:  # noqa: BLE001  (no network: a missing file is a skip)
-        path = None
-    if not path or not os.path.exists(path):
-        pytest.skip("pydicom's CT_small.dcm is not installed")
+def test_real_ct_slice_runs(pydicom_test_file):
+    path = pydicom_test_file("CT_small.dcm")
     real = io.read_image(path)  # HU through the modality LUT
     style = ct_slices([123458], real.shape, kernels=("lung",)).images[0, 0]
     out = M.transfer(real, style, variant="context-aware")

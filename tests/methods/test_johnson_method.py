@@ -84,15 +84,9 @@ def test_cli(pair, tmp_path):
     assert img.shape == lq.shape
 
 
-def test_real_pydicom_ultrasound_frame():
+def test_real_pydicom_ultrasound_frame(pydicom_test_file):
     pydicom = pytest.importorskip("pydicom")
-    from pydicom.data import get_testdata_file
-    try:
-        path = get_testdata_file("examples_ybr_color.dcm", download=False)
-    except Exception:  # noqa: BLE001 - any failure to find the bundled file
-        path = None
-    if not path:
-        pytest.skip("pydicom's examples_ybr_color.dcm is not installed")
+    path = pydicom_test_file("examples_ybr_color.dcm")
     ds = pydicom.dcmread(path)
     frame = np.asarray(ds.pixel_array[0], np.float32)   # RGB (pydicom converts YBR)
     grey = (frame @ np.array([0.299, 0.587, 0.114], np.float32))[:96, :96]
