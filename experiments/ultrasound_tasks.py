@@ -98,6 +98,8 @@ def main():
     shown = {"input": x[0], "target": y[0]}
     bench.log(f"input: {rows['input']}")
     for spec in args.net:
+        if "=" not in spec:
+            raise SystemExit(f"--net takes NAME=DIR (got {spec!r})")
         name, path = spec.split("=", 1)
         net, meta = load(path)
         task = meta.get("task") or {}
