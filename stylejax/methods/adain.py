@@ -8,6 +8,13 @@ on synthetic CT kernel pairs with ``stylejax train adain``): ``adain`` (Huang:
 MSE content + mean/std style loss), ``contextual`` (Mechrez: contextual loss to content
 and style) and ``context-aware`` (contextual content + mean/std style loss).
 
+Borders: content and style are reflect-padded by the network's border margin (its
+receptive field) before encoding, the AdaIN statistics come from the unpadded images
+and the output is cropped back (:meth:`stylejax.models.adain.AdaINNet.__call__` with
+``margin``). Without it the encoder's zero padding puts edge responses into the features
+at the image border, AdaIN rescales them and the decoder draws them as bright or dark
+lines along the border.
+
 Intensities (:func:`stylejax.train.adain.to_unit`): ``intensity="auto"`` treats an image
 with values outside [0, 1] as Hounsfield units (window ``[-1000, 1000] HU -> [0, 1]``,
 the training mapping; the result is returned in HU) and an image within [0, 1] (a PNG,
@@ -90,11 +97,11 @@ def load_network(path: str):
 
 
 @functools.lru_cache(maxsize=8)
-def _forward(graph):
+def _forward(graph, margin: int):
     @jax.jit
     def fwd(state, content, style, alpha):
         net = nnx.merge(graph, state)
-        return net(content, style, alpha=alpha)[..., 0]
+        return net(content, style, alpha=alpha, margin=margin)[..., 0]
     return fwd
 
 
@@ -108,12 +115,6 @@ def _check_image(x, name):
     if min(a.shape) < 16:
         raise ValueError(f"{name} is too small ({a.shape}); AdaIN needs at least 16x16")
     return a.astype(np.float32)
-
-
-def _pad_to(x, multiple):
-    h, w = x.shape
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return np.pad(x, ((0, ph), (0, pw)), mode="reflect") if (ph or pw) else x
 
 
 def transfer(content, style, *, variant: str = "context-aware", alpha: float = 1.0,
@@ -153,12 +154,14 @@ def _transfer(content, style, cfg: AdaINConfig) -> np.ndarray:
         mode = "unit" if (c.min() >= 0.0 and c.max() <= 1.0) else "hu"
     cu, c_range = adain_train.to_unit(c, mode)
     su, _ = adain_train.to_unit(s, mode)
-    multiple = 2 ** (len(meta["stages"]) - 1)
-    h, w = c.shape
+    margin = net.border_margin()
+    if margin >= min(min(c.shape), min(s.shape)):
+        raise ValueError(f"images {c.shape} / {s.shape} are too small for this decoder: "
+                         f"they must be larger than its border margin of {margin} pixels")
     graph, state = nnx.split(net)
-    out = _forward(graph)(state, jnp.asarray(_pad_to(cu, multiple))[None],
-                          jnp.asarray(_pad_to(su, multiple))[None], jnp.float32(cfg.alpha))
-    out = adain_train.from_unit(np.asarray(out)[0, :h, :w], c_range)
+    out = _forward(graph, margin)(state, jnp.asarray(cu)[None], jnp.asarray(su)[None],
+                                  jnp.float32(cfg.alpha))
+    out = adain_train.from_unit(np.asarray(out)[0], c_range)
     if mode == "unit":
         out = np.clip(out, 0.0, 1.0)
     return out.astype(np.float32)

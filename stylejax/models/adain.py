@@ -32,7 +32,7 @@ from stylejax.losses.contextual import contextual_loss
 from stylejax.losses.style import mean_std, mean_std_loss
 
 __all__ = ["adain", "mean_std", "Decoder", "AdaINNet", "content_mse", "style_mean_std_loss",
-           "variant_loss", "VARIANTS", "VGG19_RELU4_1", "VGG_STYLE_TAPS", "VGG_CONTENT_TAP",
+           "variant_loss", "lowpass_mse", "VARIANTS", "VGG19_RELU4_1", "VGG_STYLE_TAPS", "VGG_CONTENT_TAP",
            "stages_from_plan", "reflect_conv3x3", "upsample_nearest"]
 
 # VGG19 up to relu4_1 as (channels, convolutions) per block, and the AdaIN paper's taps.
@@ -277,10 +277,79 @@ class AdaINNet(nnx.Module):
         t = adain(c, fs[self.content_tap])
         return alpha * t + (1.0 - alpha) * c, fc, fs
 
-    def __call__(self, content, style, *, alpha: float = 1.0) -> jax.Array:
-        """Stylised images ``[B, H, W, out_channels]`` (one style image may serve a batch)."""
-        t, _, _ = self.target(content, style, alpha=alpha)
-        return self.decoder(t)
+    @property
+    def scale(self) -> int:
+        """Image pixels per content-tap position (``2 ** (decoder stages - 1)``)."""
+        return 2 ** (len(self.decoder.stages) - 1)
+
+    def border_margin(self) -> int:
+        """A reflect-padding margin (pixels, a multiple of :attr:`scale`) at least the
+        receptive-field radius of encoder plus decoder, so that the zero padding of the
+        encoder's convolutions at the padded edge cannot reach the cropped output.
+
+        Reach of a stage ``s`` (resolution ``2**-s``): ``2**s`` pixels per 3x3 convolution
+        and ``2**s`` for the pooling or upsampling into it. The encoder's stages come from
+        its VGG ``plan`` up to the content tap; an extractor without a plan is assumed to
+        mirror the decoder.
+        """
+        def reach(stages):
+            return sum((n + (1 if s else 0)) * 2 ** s for s, (_, n) in enumerate(stages))
+
+        plan = getattr(self.extractor, "plan", None)
+        encoder = stages_from_plan(plan, self.content_tap) if plan is not None else \
+            self.decoder.stages
+        m = reach(encoder) + reach(self.decoder.stages) + self.scale
+        return -(-m // self.scale) * self.scale
+
+    def __call__(self, content, style, *, alpha: float = 1.0, margin: int = 0) -> jax.Array:
+        """Stylised images ``[B, H, W, out_channels]`` (one style image may serve a batch).
+
+        Args:
+          content: ``[B, H, W(, C)]``; style: ``[B or 1, H', W'(, C)]``.
+          alpha: 1 = full style, 0 = the content's own features.
+          margin: 0 = run on the images as they are (sizes must be multiples of
+            :attr:`scale`; the encoder's zero padding then acts at the image border).
+            ``> 0``: reflect-pad content and style by ``margin`` pixels (a multiple of
+            :attr:`scale`; content also up to a multiple of :attr:`scale`), take the AdaIN
+            statistics of both from the positions of the unpadded images only, decode and
+            crop back to ``[H, W]``. With ``margin >= border_margin()`` the output near
+            the border is what the network computes inside an image, without the edge
+            responses of the encoder's zero padding.
+        """
+        if margin == 0:
+            t, _, _ = self.target(content, style, alpha=alpha)
+            return self.decoder(t)
+        f = self.scale
+        if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or \
+                margin < 0 or margin % f:
+            raise ValueError(f"margin must be a non-negative multiple of {f} (got {margin!r})")
+        if not (isinstance(alpha, (int, float, jax.Array, np.ndarray)) and
+                (not is_concrete(alpha) or 0.0 <= float(alpha) <= 1.0)):
+            raise ValueError(f"alpha must be in [0, 1] (got {alpha!r})")
+
+        def padded(x, to_multiple):
+            x = jnp.asarray(x, jnp.float32)
+            h, w = x.shape[1:3]
+            extra_h, extra_w = ((-h) % f, (-w) % f) if to_multiple else (0, 0)
+            widths = [(0, 0), (margin, margin + extra_h), (margin, margin + extra_w)]
+            widths += [(0, 0)] * (x.ndim - 3)
+            return jnp.pad(x, widths, mode="reflect"), h, w
+
+        def inner_stats(feats, h, w):
+            m = margin // f
+            core = feats[:, m:m + -(-h // f), m:m + -(-w // f)]
+            return mean_std(core, eps=1e-5)
+
+        xc, h, w = padded(content, True)
+        xs, hs, ws = padded(style, False)
+        c = jax.lax.stop_gradient(self.encode(xc, (self.content_tap,))[self.content_tap])
+        s = jax.lax.stop_gradient(self.encode(xs, (self.content_tap,))[self.content_tap])
+        mu_c, sd_c = inner_stats(c, h, w)
+        mu_s, sd_s = inner_stats(s, hs, ws)
+        t = (c - mu_c[:, None, None, :]) * (sd_s / sd_c)[:, None, None, :] + \
+            mu_s[:, None, None, :]
+        out = self.decoder(alpha * t + (1.0 - alpha) * c)
+        return out[:, margin:margin + h, margin:margin + w]
 
 
 def content_mse(features, target) -> jax.Array:
@@ -305,10 +374,50 @@ def style_mean_std_loss(features: Mapping[str, jax.Array], style: Mapping[str, j
     return total
 
 
+def _gaussian_taps(sigma: float) -> np.ndarray:
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    return (g / g.sum()).astype(np.float32)
+
+
+def lowpass_mse(images, reference, sigma: float = 2.0) -> jax.Array:
+    """Mean squared difference of the Gaussian-blurred images (a low-frequency pixel loss).
+
+    The blur is separable, ``sigma`` pixels, truncated at ``ceil(3 sigma)``, with reflect
+    padding (``d c b | a b c d``; ``scipy.ndimage.gaussian_filter(mode="mirror")``).
+
+    Args:
+      images, reference: ``[B, H, W]`` or ``[B, H, W, 1]`` of the same shape (H, W larger
+        than the kernel radius).
+      sigma: blur width in pixels (> 0).
+    Returns:
+      scalar float32.
+    """
+    if not sigma > 0:
+        raise ValueError(f"lowpass sigma must be > 0 (got {sigma!r})")
+    a, b = jnp.asarray(images, jnp.float32), jnp.asarray(reference, jnp.float32)
+    a = a[..., 0] if a.ndim == 4 else a
+    b = b[..., 0] if b.ndim == 4 else b
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"lowpass_mse needs two [B, H, W] images of one shape (got "
+                         f"{tuple(np.shape(images))} and {tuple(np.shape(reference))})")
+    g = jnp.asarray(_gaussian_taps(float(sigma)))
+    r = (g.shape[0] - 1) // 2
+    if min(a.shape[1:]) <= r:
+        raise ValueError(f"images {a.shape[1:]} are too small for a blur of radius {r}")
+    d = jnp.pad(a - b, ((0, 0), (r, r), (r, r)), mode="reflect")
+    n = g.shape[0]
+    d = sum(g[i] * d[:, i:i + a.shape[1], :] for i in range(n))
+    d = sum(g[i] * d[:, :, i:i + a.shape[2]] for i in range(n))
+    return jnp.mean(jnp.square(d))
+
+
 def variant_loss(net: AdaINNet, content, style, *, variant: str = "adain",
                  style_weight: float = 10.0, content_weight: float = 1.0, alpha: float = 1.0,
                  band_width: float = 0.5, contextual_taps: Sequence[str] | None = None,
-                 max_positions: int | None = None, key=None):
+                 max_positions: int | None = None, key=None, lowpass_weight: float = 0.0,
+                 lowpass_sigma: float = 2.0):
     """Training loss of one of the three AdaIN variants (gradient flows to the decoder).
 
     * ``"adain"`` (Huang): ``content_weight * content_mse(f(g)[content_tap], t) +
@@ -317,13 +426,18 @@ def variant_loss(net: AdaINNet, content, style, *, variant: str = "adain",
       CX(f(g), f(content)) + style_weight * CX(f(g), f(style))`` at ``contextual_taps``.
     * ``"context-aware"`` (CT paper Eq. 11): ``content_weight * CX(f(g), f(content)) +
       style_weight * style_mean_std_loss``.
+    * any variant, when ``lowpass_weight > 0`` (not in the papers): ``+ lowpass_weight *
+      lowpass_mse(g, content, lowpass_sigma)``, which anchors the output's low
+      frequencies (anatomy, intensities) to the content's and leaves the fine texture
+      to the style term.
 
     Args:
       net: the network; content, style: images as its extractor takes them.
       contextual_taps: taps of the contextual terms (default: the content tap).
       max_positions, key: subsampling of :func:`contextual_loss`.
+      lowpass_weight, lowpass_sigma: the optional low-frequency pixel term.
     Returns:
-      ``(loss, {"content": .., "style": .., "output": images})``.
+      ``(loss, {"content": .., "style": .., "lowpass": .., "output": images})``.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown AdaIN variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -353,4 +467,8 @@ def variant_loss(net: AdaINNet, content, style, *, variant: str = "adain",
     else:
         s_loss = style_mean_std_loss(fg, fs, net.style_taps)
     total = content_weight * c_loss + style_weight * s_loss
-    return total, {"content": c_loss, "style": s_loss, "output": out}
+    lp = jnp.zeros((), jnp.float32)
+    if lowpass_weight:
+        lp = lowpass_mse(out, content, lowpass_sigma)
+        total = total + lowpass_weight * lp
+    return total, {"content": c_loss, "style": s_loss, "lowpass": lp, "output": out}

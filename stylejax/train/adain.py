@@ -193,6 +193,9 @@ class AdaINConfig(TrainConfig):
       crop: side of the square training crops; pool_seeds / pool_size: the slice pool.
       lr: Adam step size; content_weight / style_weight: loss weights.
       band_width / max_positions: contextual loss settings (None = all positions).
+      lowpass_weight / lowpass_sigma: weight and blur (pixels) of an optional
+        low-frequency pixel term (:func:`stylejax.models.adain.lowpass_mse` of output and
+        content on the [0, 1] scale); 0 = off, as in the papers.
     """
 
     name: str = "default"
@@ -218,6 +221,8 @@ class AdaINConfig(TrainConfig):
     style_weight: float = 10.0
     band_width: float = 0.5
     max_positions: int | None = 1024
+    lowpass_weight: float = 0.0
+    lowpass_sigma: float = 2.0
 
     def validate(self):
         super().validate()
@@ -228,8 +233,9 @@ class AdaINConfig(TrainConfig):
         self.need(8 <= self.crop <= self.pool_size, "crop must lie in [8, pool_size]")
         self.need(self.pool_seeds >= 2, "pool_seeds must be >= 2")
         self.need(self.pool_size >= 64, "pool_size must be >= 64 (CT phantom minimum)")
-        self.need(self.lr > 0 and self.content_weight >= 0 and self.style_weight >= 0,
-                  "lr must be > 0 and the loss weights >= 0")
+        self.need(self.lr > 0 and self.content_weight >= 0 and self.style_weight >= 0
+                  and self.lowpass_weight >= 0, "lr must be > 0 and the loss weights >= 0")
+        self.need(self.lowpass_sigma > 0, "lowpass_sigma must be > 0")
         self.need(len(self.style_taps) > 0, "style_taps is empty")
         return self
 
@@ -340,7 +346,8 @@ class AdaINTask:
         return _make_step(enc_graph, dec_graph, cfg.variant, cfg.content_tap,
                           tuple(cfg.style_taps), float(cfg.lr), int(cfg.batch_size),
                           int(cfg.crop), float(cfg.content_weight), float(cfg.style_weight),
-                          float(cfg.band_width), cfg.max_positions)
+                          float(cfg.band_width), cfg.max_positions,
+                          float(cfg.lowpass_weight), float(cfg.lowpass_sigma))
 
     def export(self, cfg: AdaINConfig, state, out_dir: str, *, progress: bool = True):
         dec = Decoder(self.stages(cfg), 1, seed=0)
@@ -354,7 +361,8 @@ class AdaINTask:
 
 @functools.lru_cache(maxsize=8)
 def _make_step(enc_graph, dec_graph, variant, content_tap, style_taps, lr, batch, crop,
-               content_weight, style_weight, band_width, max_positions):
+               content_weight, style_weight, band_width, max_positions, lowpass_weight=0.0,
+               lowpass_sigma=2.0):
     tx = optax.adam(lr)
 
     def step(state, consts, key):
@@ -368,13 +376,18 @@ def _make_step(enc_graph, dec_graph, variant, content_tap, style_taps, lr, batch
             loss, aux = variant_loss(net, content, style, variant=variant,
                                      content_weight=content_weight, style_weight=style_weight,
                                      band_width=band_width, max_positions=max_positions,
-                                     key=k_cx if max_positions else None)
-            return loss, (aux["content"], aux["style"])
+                                     key=k_cx if max_positions else None,
+                                     lowpass_weight=lowpass_weight,
+                                     lowpass_sigma=lowpass_sigma)
+            return loss, (aux["content"], aux["style"], aux["lowpass"])
 
-        (loss, (c, s)), grad = jax.value_and_grad(loss_fn, has_aux=True)(state["decoder"])
+        (loss, (c, s, lp)), grad = jax.value_and_grad(loss_fn, has_aux=True)(state["decoder"])
         updates, opt = tx.update(grad, state["opt"], state["decoder"])
         params = optax.apply_updates(state["decoder"], updates)
-        return {"decoder": params, "opt": opt}, {"loss": loss, "content": c, "style": s}
+        metrics = {"loss": loss, "content": c, "style": s}
+        if lowpass_weight:
+            metrics["lowpass"] = lp
+        return {"decoder": params, "opt": opt}, metrics
 
     return step
 

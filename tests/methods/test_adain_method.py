@@ -68,6 +68,26 @@ def test_shipped_decoders_draw_no_stripes(slices, variant):
         assert _anisotropy(out, body) < limit
 
 
+@pytest.mark.parametrize("variant", models_adain.VARIANTS)
+def test_shipped_decoders_draw_no_border_lines(slices, variant):
+    # The encoder's zero padding made edge responses at the image border, which AdaIN
+    # rescaled and the decoders drew as lines 200-700 HU bright or dark along some sides;
+    # with the reflect margin the outer pixels continue the air next to them. Slices and
+    # their transposes put air along all four sides (the 64 px body touches left/right).
+    a, b = slices.images[0], slices.images[1]
+    air = slices.labels[0] == 0
+    for content, style, air in ((a[0], b[1], air), (a[1], b[0], air),
+                                (a[0].T, b[1].T, air.T)):
+        out = M.transfer(content, style, variant=variant)
+        # outer two rows minus rows 3..6, top and bottom, over columns that are air in
+        # rows 0..7 (0 HU up to noise for the true images)
+        top, bottom = air[:8].all(0), air[-8:].all(0)
+        assert top.sum() > 16 and bottom.sum() > 16
+        steps = [out[:2, top].mean() - out[3:7, top].mean(),
+                 out[-2:, bottom].mean() - out[-7:-3, bottom].mean()]
+        assert max(abs(s) for s in steps) < 40.0, steps
+
+
 def test_bad_input(slices, tmp_path):
     soft, lung = slices.images[0, 0], slices.images[1, 1]
     method = get_method("adain")

@@ -176,3 +176,59 @@ def test_bad_input(net, images):
         am.variant_loss(net, content, style, variant="gatys")
     with pytest.raises(ValueError, match="pass stages"):
         am.AdaINNet(tiny_extractor, content_tap="t2")
+
+
+def test_margin_output_is_the_interior_of_a_larger_reflected_image(net, images):
+    # With margin the border pixels are computed as inside an image: the same as
+    # running the plain network on a much larger reflect-padded copy and cropping. The
+    # plain network on the image itself differs at the border (the extractor's zero
+    # padding), which is the border-line defect the margin removes.
+    content, style = images
+    style = style[:, :8]
+    m = net.border_margin()
+    assert m % net.scale == 0 and m >= 12  # tiny net: reach 5 + 5 pixels, scale 2
+    big_p = m + 8
+    pad = lambda x, p: np.pad(x, ((0, 0), (p, p), (p, p)), mode="reflect")
+    run = nnx.jit(lambda model, c, s, a: model(c, s, alpha=a, margin=m))
+    dec = nnx.jit(lambda d, f: d(f))
+    fc_big = np.asarray(tiny_extractor(pad(content, big_p), ("t2",))["t2"], np.float64)
+    ref0 = np.asarray(dec(net.decoder, fc_big.astype(np.float32)))[:, big_p:-big_p,
+                                                                    big_p:-big_p]
+    np.testing.assert_allclose(run(net, content, style, 0.0), ref0, rtol=1e-5, atol=1e-5)
+    plain = np.asarray(nnx.jit(lambda model: model(content, style, alpha=0.0))(net))
+    assert np.abs(plain - ref0)[:, :, :2].max() > 1e-2
+    # alpha = 1: AdaIN statistics from the unpadded positions only (numpy reference).
+    q = big_p // 2
+    fs_big = np.asarray(tiny_extractor(pad(style, big_p), ("t2",))["t2"], np.float64)
+    core_c, core_s = fc_big[:, q:q + 4, q:q + 4], fs_big[:, q:q + 4, q:q + 4]
+    mu_c, mu_s = core_c.mean((1, 2), keepdims=True), core_s.mean((1, 2), keepdims=True)
+    sd_c = np.sqrt(core_c.var((1, 2), keepdims=True) + 1e-5)
+    sd_s = np.sqrt(core_s.var((1, 2), keepdims=True) + 1e-5)
+    t = (fc_big - mu_c) * sd_s / sd_c + mu_s
+    ref1 = np.asarray(dec(net.decoder, t.astype(np.float32)))[:, big_p:-big_p, big_p:-big_p]
+    np.testing.assert_allclose(run(net, content, style, 1.0), ref1, rtol=1e-4, atol=1e-4)
+    # Odd sizes are padded up to the decoder's scale and cropped back.
+    assert run(net, content[:, :7, :7], style, 1.0).shape == (2, 7, 7, 1)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        net(content, style, margin=3)
+
+
+def test_lowpass_term_matches_scipy_and_enters_the_loss(net, images):
+    rng = np.random.default_rng(5)
+    a, b = rng.random((2, 16, 13)).astype(np.float32), rng.random((2, 16, 13)).astype(np.float32)
+    # radius ceil(3 sigma) = 5; scipy "mirror" is jnp.pad's "reflect".
+    ref = ndi.gaussian_filter(a.astype(np.float64) - b, (0, 1.5, 1.5), mode="mirror",
+                              truncate=5 / 1.5)
+    got = float(jax.jit(am.lowpass_mse, static_argnums=2)(a, b[..., None], 1.5))
+    assert abs(got - np.mean(ref ** 2)) < 1e-6 * np.mean(ref ** 2) + 1e-9
+    content, style = images
+    f = lambda w: nnx.jit(lambda m: am.variant_loss(m, content, style, variant="adain",
+                                                    lowpass_weight=w, lowpass_sigma=1.0))(net)
+    (l0, t0), (l1, t1) = f(0.0), f(2.0)
+    expect = float(am.lowpass_mse(t0["output"], content, 1.0))
+    np.testing.assert_allclose(float(t1["lowpass"]), expect, rtol=1e-5)
+    np.testing.assert_allclose(float(l1), float(l0) + 2.0 * expect, rtol=1e-5)
+    with pytest.raises(ValueError, match="sigma"):
+        am.lowpass_mse(a, b, 0.0)
+    with pytest.raises(ValueError, match="one shape"):
+        am.lowpass_mse(a, b[:, :8], 1.0)
