@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 EXAMPLE = """examples:
   stylejax phantoms -n 2 -o phantoms/
@@ -27,9 +28,13 @@ EXAMPLE = """examples:
 a flaxmodels-style .h5 file, 'imagenet' (downloaded once into ~/.cache/stylejax, needs
 internet) or 'random' (untrained VGG, for trying things out); with --extractor stylex a
 StyleX model directory (default: the shipped model). Images are read as grayscale in
-[0, 1]; the output extension picks the format (.png, .tif, .npy, .dcm). Loss terms are
-normalised (see --no-normalize), so the default weights suit every extractor."""
+[0, 1] (--method adain: DICOM and float files in their own units, i.e. HU for CT, and
+the result in HU in .dcm/.npy/.tif); the output extension picks the format (.png, .tif,
+.npy, .dcm). Loss terms are normalised (see --no-normalize), so the default weights suit
+every extractor."""
 
+_UNITS = {"HU": "in Hounsfield units (values outside [0, 1])",
+          "unit": "a [0, 1] display image"}
 COMMON = ("method", "content", "style", "output", "extractor", "weights", "quiet", "json")
 
 
@@ -217,6 +222,47 @@ def _read_input(path, kind: str, flag: str):
     return values
 
 
+def _read_native(path):
+    """``(image, units)`` for a method that takes images in their own units (AdaIN for CT).
+
+    DICOM (the modality LUT applied: Hounsfield units for CT) and float files (.npy,
+    float TIFF) keep their values, as ``stylejax.data.io.read_image`` returns them to the
+    Python API; integer PNG/TIFF/NPY are display images and are normalised to [0, 1].
+    ``units`` is ``"HU"`` when a value lies outside [0, 1] (the method's ``auto``
+    intensity rule), else ``"unit"``.
+    """
+    import numpy as np
+
+    from stylejax.data import io
+
+    info = io.read_image_info(path)
+    image = io.read_image(path, normalize=info.format != "dicom" and
+                          info.value_range is not None)
+    units = "HU" if (float(np.min(image)) < 0.0 or float(np.max(image)) > 1.0) else "unit"
+    return image, units
+
+
+def _write_native(path, image, units: str):
+    """Write a native-units result: HU as float32 in .npy, DICOM (rescale slope and
+    intercept, read back in HU) and 32-bit float TIFF; a PNG gets the model window
+    ``[-1000, 1000] HU -> [0, 1]`` (clipped). ``unit`` results are written as usual."""
+    import numpy as np
+
+    from stylejax.data import io
+
+    if units != "HU":
+        return io.write_image(path, image), ""
+    fmt = io.FORMATS.get(Path(path).suffix.lower())
+    if fmt == "png":
+        lo, hi = -1000.0, 1000.0
+        shown = np.clip((np.asarray(image, np.float64) - lo) / (hi - lo), 0.0, 1.0)
+        return io.write_image(path, shown.astype(np.float32)), \
+            " (PNG: window -1000..1000 HU -> 0..255)"
+    if fmt == "tiff":
+        return io.write_image(path, image, bits=32), " (HU, float32 TIFF)"
+    return io.write_image(path, image), " (HU)"
+
+
 def config_from_args(method, args):
     """The method's config from parsed arguments; ValueError for flags of other methods."""
     from stylejax.methods.base import options
@@ -263,8 +309,21 @@ def run(args) -> int:
     inputs = {item.name: _read_input(getattr(args, item.name), item.kind,
                                      "--" + item.name.replace("_", "-"))
               for item in method.inputs if getattr(args, item.name, None) is not None}
-    content = io.read_image(args.content, normalize=True)
-    styles = [io.read_image(path, normalize=True) for path in args.style]
+    native = bool(getattr(method, "native_units", False))
+    units = None
+    if native:  # the method takes HU (CT) like its Python API; see _read_native
+        content, units = _read_native(args.content)
+        styles = []
+        for path in args.style:
+            style, style_units = _read_native(path)
+            if style_units != units:
+                raise ValueError(f"--content {args.content} is {_UNITS[units]} but --style "
+                                 f"{path} is {_UNITS[style_units]}; give both in the same "
+                                 "units (both CT DICOM / HU .npy, or both display images)")
+            styles.append(style)
+    else:
+        content = io.read_image(args.content, normalize=True)
+        styles = [io.read_image(path, normalize=True) for path in args.style]
     uses = method.needs_extractor(config)
     extractor = None
     if uses:
@@ -279,8 +338,11 @@ def run(args) -> int:
           f"{args.extractor if uses else 'no extractor'}", file=sys.stderr)
     result = method.run(content, styles, extractor=extractor, config=config,
                         progress=not args.quiet, **inputs)
-    path = io.write_image(args.output, np.asarray(result.image))
-    print(f"wrote {path}: loss {result.loss_initial:.4g} -> {result.loss_final:.4g} in "
+    if native:
+        path, note = _write_native(args.output, np.asarray(result.image), units)
+    else:
+        path, note = io.write_image(args.output, np.asarray(result.image)), ""
+    print(f"wrote {path}{note}: loss {result.loss_initial:.4g} -> {result.loss_final:.4g} in "
           f"{result.seconds:.1f} s", file=sys.stderr)
     if args.json:
         print(json.dumps(_summary(method, config, result, args, path, uses)))

@@ -17,13 +17,16 @@ lines along the border.
 
 Intensities (:func:`stylejax.train.adain.to_unit`): ``intensity="auto"`` treats an image
 with values outside [0, 1] as Hounsfield units (window ``[-1000, 1000] HU -> [0, 1]``,
-the training mapping; the result is returned in HU) and an image within [0, 1] (a PNG,
-or a DICOM as ``stylejax nst`` reads it, normalised over its stored range) as a
-display image stretched by its smoothed range (result in the content's [0, 1] scale,
-clipped to [0, 1]). Multi-style: any one style image per call (any kernel, or a real
-scan). The style image must have the content's size unless ``any_style_size`` is set:
-the kernels' noise texture is defined per pixel, so a style image at another size (pixel
-spacing) carries a texture of another scale.
+the training mapping; the result is returned in HU) and an image within [0, 1] (a PNG)
+as a display image stretched by its smoothed range (result in the content's [0, 1]
+scale, clipped to [0, 1]). ``stylejax nst`` reads DICOM (modality LUT: HU for CT) and
+float files in their own units, as this API takes them, and writes HU back to
+.dcm/.npy/.tif (:attr:`AdaIN.native_units`).
+
+Multi-style: any one style image per call (any kernel, or a real scan). The style image
+must have the content's size unless ``any_style_size`` is set: the kernels' noise
+texture is defined per pixel, so a style image at another size (pixel spacing) carries
+a texture of another scale.
 
 :func:`adain` (the layer) is re-exported from :mod:`stylejax.models.adain`.
 """
@@ -162,8 +165,8 @@ def _transfer(content, style, cfg: AdaINConfig) -> np.ndarray:
     out = _forward(graph, margin)(state, jnp.asarray(cu)[None], jnp.asarray(su)[None],
                                   jnp.float32(cfg.alpha))
     out = adain_train.from_unit(np.asarray(out)[0], c_range)
-    if mode == "unit":
-        out = np.clip(out, 0.0, 1.0)
+    if mode == "unit" and c.min() >= 0.0 and c.max() <= 1.0:
+        out = np.clip(out, 0.0, 1.0)  # a display image stays one
     return out.astype(np.float32)
 
 
@@ -175,6 +178,9 @@ class AdaIN:
     config_class = AdaINConfig
     inputs = ()
     json_extra = ("variant", "alpha")
+    #: ``stylejax nst`` passes DICOM and float images in their own units (HU for CT, as
+    #: ``stylejax.data.io.read_image`` gives them) instead of normalising them to [0, 1].
+    native_units = True
 
     def needs_extractor(self, config: AdaINConfig) -> bool:
         return False  # the decoder's own encoder (named in its adain.json)

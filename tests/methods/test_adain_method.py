@@ -120,18 +120,38 @@ def test_bad_input(slices, tmp_path):
         M.transfer(soft, lung, decoder=str(tmp_path / "missing"))
 
 
-def test_cli_dicom_in_dicom_out(slices, tmp_path, capsys):
-    c, s, o = tmp_path / "c.dcm", tmp_path / "s.dcm", tmp_path / "out.dcm"
-    io.write_image(c, slices.images[0, 0])
-    io.write_image(s, slices.images[1, 1])
-    code = cli.main(["nst", "--method", "adain", "--variant", "context-aware", "--content",
-                     str(c), "--style", str(s), "-o", str(o), "--json", "--quiet"])
+def test_cli_keeps_hounsfield_units(pydicom_test_file, tmp_path, capsys):
+    # A CT DICOM goes through the CLI in HU (modality LUT), as through the Python API,
+    # and the result is written in HU: read back from .dcm (rescale slope/intercept, to
+    # within half a count) and .npy it equals transfer() on the same HU arrays.
+    content_path = pydicom_test_file("CT_small.dcm")
+    content = io.read_image(content_path)
+    style = ct_slices([123458], content.shape, kernels=("lung",)).images[0, 0]
+    s = tmp_path / "s.dcm"
+    io.write_image(s, style)
+    style = io.read_image(s)
+    expect = M.transfer(content, style, variant="context-aware")
+    for out_name, atol in (("out.dcm", 0.5), ("out.npy", 1e-3)):
+        o = tmp_path / out_name
+        code = cli.main(["nst", "--method", "adain", "--variant", "context-aware", "--content",
+                         content_path, "--style", str(s), "-o", str(o), "--json", "--quiet"])
+        assert code == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["method"] == "adain" and summary["variant"] == "context-aware"
+        out = io.read_image(o)
+        np.testing.assert_allclose(out, expect, atol=atol)
+        assert out.min() < -500 and out.max() > 500  # HU, not [0, 1]
+    # A PNG gets the model window -1000..1000 HU -> 0..255.
+    code = cli.main(["nst", "--method", "adain", "--content", content_path, "--style", str(s),
+                     "-o", str(tmp_path / "out.png"), "--quiet"])
     assert code == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["method"] == "adain" and summary["steps"] == 0
-    assert summary["variant"] == "context-aware"
-    out = io.read_image(o)
-    assert out.shape == (64, 64) and np.all(np.isfinite(out)) and out.std() > 0.05
+    png = io.read_image(tmp_path / "out.png", normalize=True)
+    np.testing.assert_allclose(png, np.clip((expect + 1000) / 2000, 0, 1), atol=1 / 255 + 1e-4)
+    # HU content with a [0, 1] display style image is refused by name.
+    io.write_image(tmp_path / "s.png", np.clip((style + 1000) / 2000, 0, 1))
+    code = cli.main(["nst", "--method", "adain", "--content", content_path, "--style",
+                     str(tmp_path / "s.png"), "-o", str(tmp_path / "x.dcm"), "--quiet"])
+    assert code == 2 and "same units" in capsys.readouterr().err
 
 
 def test_real_ct_slice_runs(pydicom_test_file):
