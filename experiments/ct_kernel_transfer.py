@@ -27,9 +27,15 @@ Metrics against the true kernel-B slice of the same seed:
   ``noise_ratio`` = std of the output residual / std of the true residual.
 * ``reconstruction_ssim`` (per decoder): SSIM of the ``alpha = 0`` output (the content's
   own features decoded) to the content: how well the decoder inverts the encoder.
+* ``border_excess``: mean ``|output - true|`` (HU) in the outer 3-pixel ring minus that in
+  the ring 4..9 pixels in (lines drawn along the image border show up here; the
+  phantom's border is air).
+
+``--decoder NAME=DIR`` (repeatable) adds an exported decoder as another method.
 
     python experiments/ct_kernel_transfer.py            # 8 seeds, 128 px
     python experiments/ct_kernel_transfer.py --quick    # 2 seeds
+    python experiments/ct_kernel_transfer.py --decoder ca-paper=/path/to/export
 
 Writes ``experiments/results/ct_kernel_transfer.json`` and
 ``experiments/figures/ct_kernel_transfer.png``.
@@ -54,6 +60,7 @@ PAIRS = (("soft", "lung"), ("soft", "sharp"), ("standard", "bone"), ("lung", "so
 LEARNED = ("adain", "contextual", "context-aware")
 METHODS = ("identity", "histogram", "adain", "contextual", "context-aware", "texture-oracle")
 SEED0 = 100_000
+KEYS = ("ssim", "ssim_soft", "psnr", "nps_distance", "noise_ratio", "border_excess")
 
 
 def unit(hu):
@@ -85,7 +92,19 @@ def nps_metrics(out, true, clean):
     return dist, ratio, n_out, n_true
 
 
-def run_method(method, content, style, oracle=None):
+def border_excess(out, true):
+    err = np.abs(np.asarray(out, np.float64) - true)
+    ring = np.ones(err.shape, bool)
+    ring[3:-3, 3:-3] = False
+    inner = np.zeros(err.shape, bool)
+    inner[3:-3, 3:-3] = True
+    inner[9:-9, 9:-9] = False
+    return float(err[ring].mean() - err[inner].mean())
+
+
+def run_method(method, content, style, oracle=None, extra=None):
+    if extra and method in extra:
+        return transfer(content, style, decoder=extra[method])
     if method == "texture-oracle":
         return oracle.copy()
     if method == "identity":
@@ -103,7 +122,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="experiments/results/ct_kernel_transfer.json")
     ap.add_argument("--figure", default="experiments/figures/ct_kernel_transfer.png")
+    ap.add_argument("--decoder", action="append", default=[], metavar="NAME=DIR",
+                    help="also evaluate an exported decoder under NAME")
     a = ap.parse_args()
+    extra = dict(item.split("=", 1) for item in a.decoder)
+    methods = METHODS[:-1] + tuple(extra) + METHODS[-1:]
+    learned = LEARNED + tuple(extra)
     n = 2 if a.quick else a.seeds
     size = (a.size, a.size)
     seeds = list(range(SEED0, SEED0 + n))
@@ -113,25 +137,27 @@ def main():
     other = ct_slices(seeds, size, noise_seed=1)  # same scans, independent noise
     kidx = {k: i for i, k in enumerate(data.kernels)}
     rows, examples, spectra = [], {}, {}
-    recon = {m: [] for m in LEARNED}
+    recon = {m: [] for m in learned}
     for ka, kb in PAIRS:
         for i in range(n):
             content = data.images[i, kidx[ka]]
             true = data.images[i, kidx[kb]]
             style = data.images[(i + 1) % n, kidx[kb]]  # another seed, kernel B
             x0 = clean.images[i, kidx[kb]]
-            for m in LEARNED:  # how well the decoder inverts the encoder (alpha = 0)
-                back = transfer(content, style, variant=m, alpha=0.0)
+            for m in learned:  # how well the decoder inverts the encoder (alpha = 0)
+                back = transfer(content, style, alpha=0.0, **(
+                    {"decoder": extra[m]} if m in extra else {"variant": m}))
                 recon[m].append(float(ssim(unit(back), unit(content))))
-            for m in METHODS:
-                out = run_method(m, content, style, other.images[i, kidx[kb]])
+            for m in methods:
+                out = run_method(m, content, style, other.images[i, kidx[kb]], extra)
                 d, ratio, n_out, n_true = nps_metrics(out, true, x0)
                 rows.append(dict(
                     pair=f"{ka}->{kb}", seed=seeds[i], method=m,
                     ssim=float(ssim(unit(out), unit(true))),
                     ssim_soft=float(ssim(window(out), window(true))),
                     psnr=float(psnr(unit(out), unit(true))),
-                    nps_distance=d, noise_ratio=ratio))
+                    nps_distance=d, noise_ratio=ratio,
+                    border_excess=border_excess(out, true)))
                 if i == 0:
                     examples.setdefault(f"{ka}->{kb}", {})[m] = out
                     examples[f"{ka}->{kb}"]["true"] = true
@@ -141,39 +167,43 @@ def main():
 
     summary = {}
     for pair in dict.fromkeys(r["pair"] for r in rows):
-        for m in METHODS:
+        for m in methods:
             sel = [r for r in rows if r["pair"] == pair and r["method"] == m]
             summary.setdefault(pair, {})[m] = {
                 k: float(np.mean([r[k] for r in sel]))
-                for k in ("ssim", "ssim_soft", "psnr", "nps_distance", "noise_ratio")}
+                for k in KEYS}
     overall = {m: {k: float(np.mean([summary[p][m][k] for p in summary]))
-                   for k in ("ssim", "ssim_soft", "psnr", "nps_distance", "noise_ratio")}
-               for m in METHODS}
+                   for k in KEYS}
+               for m in methods}
     print(f"{'pair':18s} {'method':14s} {'SSIM':>7s} {'SSIMsoft':>8s} {'PSNR':>6s} "
-          f"{'NPSdist':>7s} {'noise':>6s}")
+          f"{'NPSdist':>7s} {'noise':>6s} {'border':>7s}")
     for pair, per in list(summary.items()) + [("mean", overall)]:
         for m, v in per.items():
             print(f"{pair:18s} {m:14s} {v['ssim']:7.4f} {v['ssim_soft']:8.4f} "
-                  f"{v['psnr']:6.2f} {v['nps_distance']:7.3f} {v['noise_ratio']:6.2f}")
+                  f"{v['psnr']:6.2f} {v['nps_distance']:7.3f} {v['noise_ratio']:6.2f} "
+                  f"{v['border_excess']:7.1f}")
     recon = {m: float(np.mean(v)) for m, v in recon.items()}
     print("SSIM of the alpha = 0 output to the content (decoder inversion):",
           {m: round(v, 4) for m, v in recon.items()})
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(dict(command="python experiments/ct_kernel_transfer.py" +
-                       (" --quick" if a.quick else ""), seeds=seeds, size=list(size),
+                       (" --quick" if a.quick else "") +
+                       "".join(f" --decoder {k}={v}" for k, v in extra.items()),
+                       decoders={m: extra.get(m, f"shipped {m}") for m in learned},
+                       seeds=seeds, size=list(size),
                        pairs=[list(p) for p in PAIRS], summary=summary, overall=overall,
                        reconstruction_ssim=recon, spectra=spectra, rows=rows, seconds=time.time() - t0), f, indent=1)
-    figure(examples, spectra, a.figure)
+    figure(examples, spectra, a.figure, methods)
     print(f"wrote {a.out} and {a.figure}")
 
 
-def figure(examples, spectra, path):
+def figure(examples, spectra, path, methods=METHODS):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     pairs = list(examples)[:3]
-    cols = ("true",) + METHODS
+    cols = ("true",) + tuple(methods)
     fig, ax = plt.subplots(len(pairs), len(cols) + 1, figsize=(2.2 * (len(cols) + 1),
                                                                  2.3 * len(pairs)))
     ax = np.atleast_2d(ax)

@@ -1,19 +1,25 @@
 """Feed-forward AdaIN transfer speed: stylejax (JAX, jit) against the same network in PyTorch.
 
-Run:  python experiments/benchmarks/adain_speed.py [--size 512] [--batch 1] [--rounds 3]
-          [--tag NAME] [--torch-device cpu|cuda] [--channels-last]
+Run:  python experiments/benchmarks/adain_speed.py [--arch shipped|relu4_1] [--size 512]
+          [--batch 1] [--rounds 5] [--tag NAME] [--torch-device cpu|cuda] [--channels-last]
 
-One transfer = VGG19 up to relu4_1 on the content and on the style image (grayscale
-repeated to RGB, ImageNet-normalised), AdaIN at relu4_1, and the mirrored decoder
-(reflect-padded 3x3 convolutions, nearest 2x upsampling, 9 convolutions) back to an
-image. stylejax runs ``AdaINNet`` (``stylejax.models.adain``) jitted as one program; the
+``--arch shipped`` (default): what ``stylejax nst --method adain`` runs with the shipped
+CT decoders (``stylejax/assets/adain_ct/context-aware``): content and style reflect-padded
+by the network's border margin, VGG19 ``conv1_1`` + ReLU (grayscale repeated to RGB,
+ImageNet-normalised; the random encoder of the decoders), AdaIN at ``relu1_1`` with the
+statistics of the unpadded positions, the three-convolution reflect-padded decoder and
+the crop back (``AdaINNet.__call__(..., margin=net.border_margin())``).
+``--arch relu4_1``: the AdaIN paper's network (VGG19 to ``relu4_1``, the mirrored
+9-convolution decoder with nearest 2x upsampling, random decoder weights, no margin).
+
+stylejax runs ``AdaINNet`` (``stylejax.models.adain``) jitted as one program; the
 PyTorch side is written here with ``nn.Conv2d`` / ``nn.ReflectionPad2d`` / ``nn.Upsample``
-and receives the *same* weights (HWIO -> OIHW). Both run float32 inference
-(``torch.inference_mode``); outputs must agree before timing. The two are timed in
-alternating rounds in one process, so a busy shared CPU slows both alike; the ratio is
-the median of the per-round ratios (> 1: stylejax faster).
+/ ``F.pad(mode="reflect")`` and receives the *same* weights (HWIO -> OIHW). Both run
+float32 inference (``torch.inference_mode``); outputs must agree before timing. The two
+are timed in alternating rounds in one process, so a busy shared CPU slows both alike;
+the ratio is the median of the per-round ratios (> 1: stylejax faster).
 
-Writes ``results/adain_speed[_TAG].json``.
+Writes ``results/adain_speed[_relu4_1][_TAG].json``.
 """
 
 from __future__ import annotations
@@ -47,29 +53,37 @@ def make_images(size, batch, seed=0):
     return np.clip(content, 0, 1).astype(np.float32), style.astype(np.float32)
 
 
-def build_jax(out_channels):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        encoder = vgg.vgg19("random", seed=0)
-    net = am.AdaINNet(encoder, out_channels=out_channels, seed=1)
+def build_jax(arch, out_channels):
+    """``(net, state, transfer, margin, encoder layer list)`` for ``arch``."""
+    if arch == "shipped":
+        from stylejax.methods.adain import load_network, shipped_decoder
+        net, _ = load_network(shipped_decoder("context-aware"))
+        margin, layers = net.border_margin(), [64]
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            encoder = vgg.vgg19("random", seed=0)
+        net = am.AdaINNet(encoder, out_channels=out_channels, seed=1)
+        margin, layers = 0, VGG19_TO_RELU4_1
     graphdef, state = nnx.split(net)
 
     @jax.jit
     def transfer(state, content, style):
-        return nnx.merge(graphdef, state)(content, style)
+        return nnx.merge(graphdef, state)(content, style, margin=margin)
 
-    return net, state, transfer
+    return net, state, transfer, margin, layers
 
 
-def build_torch(net, device, channels_last):
+def build_torch(net, device, channels_last, margin, layer_list):
     import torch
     from torch import nn
+    from torch.nn import functional as F
 
     mean = torch.tensor(vgg.IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(vgg.IMAGENET_STD).view(1, 3, 1, 1)
     layers, cin, conv_names = [], 3, []
     block, idx = 1, 1
-    for v in VGG19_TO_RELU4_1:
+    for v in layer_list:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
             block, idx = block + 1, 1
@@ -79,9 +93,10 @@ def build_torch(net, device, channels_last):
         conv_names.append((conv, f"conv{block}_{idx}"))
         cin, idx = v, idx + 1
     encoder = nn.Sequential(*layers)
+    trunk = getattr(net.extractor, "net", net.extractor)  # VGGFeatures wraps a VGG
     with torch.no_grad():
         for conv, name in conv_names:
-            layer = getattr(net.extractor, name)
+            layer = getattr(trunk, name)
             conv.weight.copy_(torch.from_numpy(np.array(layer.kernel[...]).transpose(3, 2, 0, 1).copy()))
             conv.bias.copy_(torch.from_numpy(np.array(layer.bias[...])))
     dec_layers = []
@@ -104,21 +119,25 @@ def build_torch(net, device, channels_last):
     if channels_last:
         encoder.to(memory_format=fmt)
         decoder.to(memory_format=fmt)
+    m = margin
 
-    def adain(x, y, eps=1e-5):
-        mx, my = x.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
-        sx = (x.var((2, 3), keepdim=True, unbiased=False) + eps).sqrt()
-        sy = (y.var((2, 3), keepdim=True, unbiased=False) + eps).sqrt()
-        return sy * (x - mx) / sx + my
+    def stats(x, eps=1e-5):
+        core = x[:, :, m:x.shape[2] - m, m:x.shape[3] - m] if m else x
+        mu = core.mean((2, 3), keepdim=True)
+        return mu, (core.var((2, 3), keepdim=True, unbiased=False) + eps).sqrt()
+
+    def prepare(images):
+        x = (images.unsqueeze(1).repeat(1, 3, 1, 1) - mean) / std
+        if m:
+            x = F.pad(x, (m, m, m, m), mode="reflect")
+        return x.contiguous(memory_format=fmt)
 
     def transfer(content, style):
         with torch.inference_mode():
-            c = ((content.unsqueeze(1).repeat(1, 3, 1, 1) - mean) / std).contiguous(
-                memory_format=fmt)
-            s = ((style.unsqueeze(1).repeat(1, 3, 1, 1) - mean) / std).contiguous(
-                memory_format=fmt)
-            t = adain(encoder(c), encoder(s))
-            return decoder(t)
+            fc, fs = encoder(prepare(content)), encoder(prepare(style))
+            (mc, sc), (ms, ss) = stats(fc), stats(fs)
+            out = decoder(ss * (fc - mc) / sc + ms)
+            return out[:, :, m:out.shape[2] - m, m:out.shape[3] - m] if m else out
 
     return transfer
 
@@ -127,7 +146,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--arch", default="shipped", choices=("shipped", "relu4_1"))
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out-channels", type=int, default=1)
     p.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--channels-last", action="store_true")
@@ -135,7 +155,7 @@ def main():
     args = p.parse_args()
 
     content, style = make_images(args.size, args.batch)
-    net, state, jax_transfer = build_jax(args.out_channels)
+    net, state, jax_transfer, margin, layer_list = build_jax(args.arch, args.out_channels)
     cj, sj = jnp.asarray(content), jnp.asarray(style)
     start = time.perf_counter()
     out_jax = np.asarray(jax.block_until_ready(jax_transfer(state, cj, sj)))
@@ -148,7 +168,8 @@ def main():
         import torch
     except ImportError:
         torch = None
-    result = {"size": args.size, "batch": args.batch, "jax_first_call_s": compile_s}
+    result = {"arch": args.arch, "border_margin": margin, "size": args.size,
+              "batch": args.batch, "jax_first_call_s": compile_s}
     if torch is None:
         times = []
         for _ in range(args.rounds):
@@ -161,7 +182,7 @@ def main():
         machine["torch"] = torch.__version__
         machine["torch_threads"] = torch.get_num_threads()
         dev = args.torch_device
-        torch_transfer = build_torch(net, dev, args.channels_last)
+        torch_transfer = build_torch(net, dev, args.channels_last, margin, layer_list)
         ct, st = torch.from_numpy(content).to(dev), torch.from_numpy(style).to(dev)
 
         def run_torch():
@@ -190,14 +211,16 @@ def main():
                       speed_ratio_jax_over_torch=statistics.median(ratios),
                       round_ratios=ratios, max_relative_output_difference=max_err,
                       torch_device=dev, channels_last=args.channels_last)
-        print(f"AdaIN transfer {args.size}x{args.size}, batch {args.batch}, "
+        print(f"AdaIN transfer ({args.arch}) {args.size}x{args.size}, batch {args.batch}, "
               f"{machine['backend']} / torch {dev}")
         print(f"{'':10s} {'s/transfer':>11s} {'images/s':>9s}")
         print(f"{'stylejax':10s} {result['jax_s']:>11.3f} {result['jax_images_per_s']:>9.3f}")
         print(f"{'pytorch':10s} {result['torch_s']:>11.3f} {result['torch_images_per_s']:>9.3f}")
         print(f"ratio (stylejax speed / PyTorch speed, median of rounds): "
               f"{result['speed_ratio_jax_over_torch']:.2f}x; outputs agree to {max_err:.1e}")
-    name = "adain_speed" + (f"_{args.tag}" if args.tag else "") + ".json"
+    machine["load_average_at_end"] = os.getloadavg()
+    name = "adain_speed" + ("_relu4_1" if args.arch == "relu4_1" else "") + \
+        (f"_{args.tag}" if args.tag else "") + ".json"
     out = Path(__file__).parents[1] / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "result": result}, indent=2))
