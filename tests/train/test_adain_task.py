@@ -55,12 +55,17 @@ def test_config_checks_and_registry():
     with pytest.raises(ValueError, match="vgg19 needs"):
         A.build_encoder({"name": "vgg19"})
     assert A.default_for("contextual").style_weight == 1.0
+    with pytest.raises(ValueError, match="loss weights"):
+        A.AdaINConfig(lowpass_weight=-1.0).validate()
+    with pytest.raises(ValueError, match="lowpass_sigma"):
+        A.AdaINConfig(lowpass_sigma=0.0).validate()
 
 
 def test_smoke_run_export_load_and_mismatch(tmp_path):
-    cfg = dataclasses.replace(A.smoke(), variant="adain")  # contextual: tests/losses
+    cfg = dataclasses.replace(A.smoke(), variant="adain",  # contextual: tests/losses
+                              lowpass_weight=1.0)
     result = loop.run(A.TASK, cfg, None, devices=jax.devices()[:1], progress=False)
-    assert result.step == cfg.steps
+    assert result.step == cfg.steps and "lowpass" in result.last_metrics
     assert all(np.isfinite(v) for v in result.last_metrics.values())
     out = tmp_path / "dec"
     A.TASK.export(cfg, result.state, str(out), progress=False)
