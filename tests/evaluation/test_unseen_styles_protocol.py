@@ -64,3 +64,20 @@ def test_sets_are_disjoint_from_training_seeds(protocol):
     with pytest.raises(ValueError, match="random styles"):
         protocol.check_unseen(dict(data_seed=7_000_000 - 10, num_raw=1,
                                    vendor_random_styles=20), "test")
+
+
+def test_shipped_style_head_trained_on_seeds_the_protocol_never_reads(protocol):
+    """The shipped style-statistics head: phantoms and random styles from the trainers'
+    range only, disjoint from the test/selection sets and evaluate-stylex's phantoms."""
+    from stylejax.metrics import style_statistics as SS
+    head = SS.load_pretrained()
+    assert head.embedding_dim == 64 and head.dim == 1024 and head.taps == SS.TAPS
+    lo, hi = head.info["phantoms"]
+    assert lo >= 1_000_000
+    for part in head.info["train_sets"].values():
+        info = dict(data_seed=part["content_seed"], num_raw=part["contents"])
+        for name in protocol.SETS:
+            protocol.check_unseen(info, name)
+            protocol.check_unseen(dict(data_seed=part["style_seed"], num_raw=0,
+                                       vendor_random_styles=part["random"]), name)
+        assert part["style_seed"] >= 1_000_000 and part["content_seed"] + part["contents"] - 1 <= hi
