@@ -7,10 +7,11 @@ frozen shipped encoder's ``stem``, ``stage1`` .. ``stage4`` activations (the
 classical Gatys / AdaIN style representation) and, in the same run, the shipped
 embedding (raw 2048-d and projected 64-d), and caches them per image set:
 
-* ``train``: training seeds only - phantoms ``1_000_000 + i`` (the shipped model's own
-  training pool, CC/MLO alternating, 256 px) in the 28 bank training styles and in
-  ``random_style(1_000_000 + k)`` draws (the trainers' range), plus a subset of the
-  216 LAP training styles (even grid values);
+* ``train``: training seeds only - phantoms ``1_000_000 + i``, i < 16 (the shipped
+  model's own training pool, CC/MLO alternating, 256 px) in the 28 bank training
+  styles and in ``random_style(1_000_000 + k)``, k < 240 (the trainers' range), plus 48
+  of the 216 LAP training styles (even grid values); ``train_b``: the same phantoms in
+  ``random_style(1_000_240 + k)``, k < 240; ``train_c``: the other 168 LAP styles;
 * ``selection`` and ``test``: the sets of ``experiments/stylex_unseen_styles.py``
   (phantoms 80000+/70000+, random styles 8_000_000+/7_000_000+).
 
@@ -21,7 +22,7 @@ Euclidean distance with the protocol's numbers. Heads learned on top live in
 
 Commands (2-core CPU):
     python experiments/stylex_stage_statistics.py features --set selection --set test \
-        --set train
+        --set train --set train_b
     python experiments/stylex_stage_statistics.py probe --set selection
 """
 
@@ -42,6 +43,9 @@ TAPS = ("stem", "stage1", "stage2", "stage3", "stage4")
 #: Training-seed set: the shipped model's training phantoms and the trainers' random styles.
 TRAIN = dict(content_seed=1_000_000, contents=16, style_seed=1_000_000, random=240,
              lap_styles=48)
+#: The other 168 LAP training styles (those ``TRAIN`` does not hold), same phantoms.
+TRAIN_C = dict(content_seed=1_000_000, contents=16, style_seed=1_000_000, random=0,
+               lap_styles="rest", bank=False)
 #: More random training draws (``random_style(1_000_240 + k)``) on the same phantoms.
 TRAIN_B = dict(content_seed=1_000_000, contents=16, style_seed=1_000_240, random=240,
                lap_styles=0, bank=False)
@@ -77,7 +81,13 @@ def make_train_set(spec=TRAIN, size: int = SIZE) -> dict:
     names = [str(s) if isinstance(s, int) else blackbox.describe(s) for s in styles]
     grid = np.asarray(lap.lap_grid())
     rng = np.random.default_rng(0)
-    for k in np.sort(rng.choice(len(grid), spec["lap_styles"], replace=False)):
+    chosen = np.sort(rng.choice(len(grid), TRAIN["lap_styles"], replace=False))
+    if spec["lap_styles"] == "rest":
+        chosen = np.setdiff1d(np.arange(len(grid)), chosen)
+    elif spec["lap_styles"] != TRAIN["lap_styles"]:
+        chosen = np.sort(np.random.default_rng(0).choice(len(grid), spec["lap_styles"],
+                                                         replace=False))
+    for k in chosen:
         images.append(np.asarray(lap.process(raws, lap.LAPParams.from_array(grid[k])),
                                  np.float32))
         groups.append("lap")
@@ -133,8 +143,8 @@ def compute_features(name: str, cache: str = CACHE, log=print) -> str:
     P = protocol()
     model = stylex.load_pretrained()
     t = time.time()
-    if name in ("train", "train_b"):
-        data = make_train_set(TRAIN if name == "train" else TRAIN_B)
+    if name.startswith("train"):
+        data = make_train_set({"train": TRAIN, "train_b": TRAIN_B, "train_c": TRAIN_C}[name])
     else:
         P.check_unseen(model.info, name)
         data = P.make_set(name, cache="/work/runs/stylex_unseen_cache")
@@ -249,7 +259,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=("features", "probe"))
     parser.add_argument("--set", action="append", default=None,
-                        choices=("train", "train_b", "selection", "test"))
+                        choices=("train", "train_b", "train_c", "selection", "test"))
     parser.add_argument("--cache", default=CACHE)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)

@@ -2,9 +2,9 @@
 
 Input: the per-channel mean and standard deviation of the frozen shipped encoder's
 stages (``experiments/stylex_stage_statistics.py features`` caches them), standardised
-with the ``train`` set's statistics. Heads (all trained on the ``train`` set only:
-phantoms 1_000_000-1_000_015, the 28 bank training styles, ``random_style(1_000_000 +
-k)`` k < 240, 48 LAP training styles):
+with the ``train`` set's statistics. Heads (all fitted on training seeds only: phantoms
+1_000_000-1_000_015, the 28 bank training styles, ``random_style(1_000_000 + k)``,
+48 LAP training styles; see ``stylex_stage_statistics.py``):
 
 * ``lda``: Fisher LDA on the training styles (closed form, supervised by style labels;
   :func:`stylejax.metrics.style_projection.fit_lda`);
@@ -16,13 +16,20 @@ k)`` k < 240, 48 LAP training styles):
 
 Each as ``linear`` (``D -> dim``) or ``mlp`` (``D -> hidden -> dim``, GELU); the
 output is compared by cosine. Selection reads only the ``selection`` set's ``random``
-numbers (``search``); ``--final NAME`` evaluates the chosen head once on the ``test``
-set, with the shipped model's rows and, optionally, the combination
-``[unit(shipped+proj), alpha * unit(head)]``.
+numbers (``search``, ``alpha``); ``lap`` runs ``evaluate-stylex``'s numbers for the
+head and the combinations ``[unit(shipped+proj), alpha * unit(head)]``; ``final``
+evaluates the chosen heads once on the ``test`` set. ``--train train,train_b`` names
+the training caches the head is fitted on.
 
-Commands:
-    python experiments/stylex_style_head.py search
-    python experiments/stylex_style_head.py final --head ... --alpha ...
+Commands (see docs/stylex.md, "Unseen vendor styles"):
+    python experiments/stylex_style_head.py search --kind meanlogstd --train train,train_b
+    python experiments/stylex_style_head.py export --train train,train_b \
+        --head-dir stylejax/assets/stylex_style_head
+    python experiments/stylex_style_head.py alpha --train train,train_b
+    python experiments/stylex_style_head.py lap --head-dir stylejax/assets/stylex_style_head
+    python experiments/stylex_style_head.py final --train train,train_b --alpha 1.0 \
+        --head-dir stylejax/assets/stylex_style_head --label-free mlp_ntxent_noise \
+        --out experiments/results/stylex_unseen_head_test.json
 """
 
 from __future__ import annotations
