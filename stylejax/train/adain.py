@@ -269,6 +269,14 @@ def default_for(variant: str) -> AdaINConfig:
     return cfg
 
 
+def context_aware_lowpass() -> AdaINConfig:
+    """The shipped context-aware decoder: the paper's losses plus a low-frequency pixel
+    term (weight 1000, sigma 2 px), 300 steps (chosen on validation seeds; docs/ct.md)."""
+    return dataclasses.replace(default_for("context-aware"),
+                               name="default-context-aware-lowpass", steps=300,
+                               lowpass_weight=1000.0, lowpass_sigma=2.0)
+
+
 # ------------------------------------------------------------------------- the task
 
 def _pool(cfg: AdaINConfig, workdir) -> np.ndarray:
@@ -314,7 +322,8 @@ class AdaINTask:
     configs = {"smoke": smoke, "default": default,
                "default-adain": lambda: default_for("adain"),
                "default-contextual": lambda: default_for("contextual"),
-               "default-context-aware": lambda: default_for("context-aware")}
+               "default-context-aware": lambda: default_for("context-aware"),
+               "default-context-aware-lowpass": context_aware_lowpass}
     monitor = ("content", "style")
 
     @staticmethod
