@@ -36,6 +36,7 @@ Metrics against the true kernel-B slice of the same seed:
     python experiments/ct_kernel_transfer.py            # 8 seeds, 128 px
     python experiments/ct_kernel_transfer.py --quick    # 2 seeds
     python experiments/ct_kernel_transfer.py --decoder ca-paper=/path/to/export
+    python experiments/ct_kernel_transfer.py --seed0 110000 --out val.json --figure val.png
 
 Writes ``experiments/results/ct_kernel_transfer.json`` and
 ``experiments/figures/ct_kernel_transfer.png``.
@@ -118,6 +119,9 @@ def run_method(method, content, style, oracle=None, extra=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--seed0", type=int, default=SEED0,
+                    help="first seed (default the test seeds 100000..; the session-11 "
+                         "decoder selection used validation seeds 110000..)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="experiments/results/ct_kernel_transfer.json")
@@ -130,7 +134,7 @@ def main():
     learned = LEARNED + tuple(extra)
     n = 2 if a.quick else a.seeds
     size = (a.size, a.size)
-    seeds = list(range(SEED0, SEED0 + n))
+    seeds = list(range(a.seed0, a.seed0 + n))
     t0 = time.time()
     data = ct_slices(seeds, size)
     clean = ct_slices(seeds, size, noise=False)
@@ -189,6 +193,7 @@ def main():
     with open(a.out, "w") as f:
         json.dump(dict(command="python experiments/ct_kernel_transfer.py" +
                        (" --quick" if a.quick else "") +
+                       (f" --seed0 {a.seed0}" if a.seed0 != SEED0 else "") +
                        "".join(f" --decoder {k}={v}" for k, v in extra.items()),
                        decoders={m: extra.get(m, f"shipped {m}") for m in learned},
                        seeds=seeds, size=list(size),
