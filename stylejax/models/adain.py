@@ -10,11 +10,14 @@
 * :class:`AdaINNet`: frozen encoder -> ``adain`` -> ``alpha`` interpolation with the
   content features -> decoder. The encoder is any *extractor* ``extractor(images, taps)
   -> {tap: [N, h, w, C]}`` (``stylejax.models.vgg.VGG`` or another network's taps);
-  only :attr:`AdaINNet.decoder` is meant to be trained.
+  only :attr:`AdaINNet.decoder` is meant to be trained. For inference on whole images
+  ``net(content, style, margin=net.border_margin())`` reflect-pads the inputs so that the
+  encoder's zero padding cannot draw lines along the image border.
 * Losses of the three trained variants: :func:`content_mse` (Huang's content loss on
   the AdaIN target), :func:`style_mean_std_loss` (MSE of channel means and stds summed
   over the style taps) and, for the contextual variants,
-  :func:`stylejax.losses.contextual.contextual_loss`; :func:`variant_loss` combines them.
+  :func:`stylejax.losses.contextual.contextual_loss`; :func:`variant_loss` combines them,
+  optionally with :func:`lowpass_mse` (a low-frequency pixel term, not in the papers).
 """
 
 from __future__ import annotations

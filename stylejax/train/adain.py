@@ -23,6 +23,8 @@ content tap, a trained mirrored decoder. This module holds what is specific to C
   AdaIN target + mean/std style loss), ``contextual`` (Mechrez: contextual loss to
   content and to style), ``context-aware`` (contextual content loss + mean/std style
   loss), via :func:`stylejax.models.adain.variant_loss`; Adam on the decoder only.
+  ``lowpass_weight > 0`` adds a low-frequency pixel term (not in the papers; the shipped
+  context-aware decoder's config ``default-context-aware-lowpass`` uses it).
 * **Export** (:func:`save`, :func:`load`): ``decoder.safetensors`` (float16) and
   ``adain.json`` (variant, encoder, taps, decoder stages, fingerprint, config).
 """
