@@ -391,8 +391,8 @@ def main(argv=None) -> int:
         info = dict(encoder="shipped (stylejax/assets/stylex_default)", fit="fisher lda",
                     dims=64, shrinkage=0.1, phantoms=[int(train["seeds"].min()),
                                                       int(train["seeds"].max())],
-                    train_sets={n: dict(S.TRAIN if n == "train" else S.TRAIN_B)
-                                for n in train_names},
+                    train_sets={n: dict({"train": S.TRAIN, "train_b": S.TRAIN_B,
+                                         "train_c": S.TRAIN_C}[n]) for n in train_names},
                     styles=len(train["styles"]), images=int(len(train["style"])), size=S.SIZE)
         SS.StyleStatistics(stylex.load_pretrained(), head=head, info=info).save(args.head_dir)
         log(f"wrote {args.head_dir}")
