@@ -133,12 +133,17 @@ def stage_statistics(model, images, taps=TAPS, batch: int = 16) -> dict:
                 np.concatenate([p[t][1] for p in parts])) for t in taps}
 
 
-def cache_path(name: str, cache: str = CACHE) -> str:
-    return os.path.join(cache, f"{name}_{SIZE}.npz")
+def cache_path(name: str, cache: str = CACHE, stats_size: int = SIZE) -> str:
+    tail = "" if stats_size == SIZE else f"_stats{stats_size}"
+    return os.path.join(cache, f"{name}_{SIZE}{tail}.npz")
 
 
-def compute_features(name: str, cache: str = CACHE, log=print) -> str:
-    """Embed one set (``train``, ``selection``, ``test``) and write its cache file."""
+def compute_features(name: str, cache: str = CACHE, log=print, stats_size: int = SIZE) -> str:
+    """Embed one set (``train``, ``selection``, ``test``) and write its cache file.
+
+    ``stats_size`` other than 256: the statistics of the images resized to that side
+    (linear, anti-aliased) only, without the shipped embeddings (a multi-scale pilot).
+    """
     from stylejax.metrics import stylex
     P = protocol()
     model = stylex.load_pretrained()
@@ -151,25 +156,32 @@ def compute_features(name: str, cache: str = CACHE, log=print) -> str:
     log(f"{name}: {len(data['styles'])} styles x {len(data['seeds'])} phantoms "
         f"({time.time() - t:.0f} s)")
     t = time.time()
-    stats = stage_statistics(model, data["images"])
-    log(f"{name}: stage statistics ({time.time() - t:.0f} s)")
-    t = time.time()
-    emb = P.stylex_embeddings(model, data["images"])
-    log(f"{name}: shipped embeddings ({time.time() - t:.0f} s)")
+    images = data["images"]
+    if stats_size != SIZE:
+        import jax
+        images = np.concatenate([np.asarray(jax.image.resize(
+            images[i:i + 256], (len(images[i:i + 256]), stats_size, stats_size), "linear",
+            antialias=True)) for i in range(0, len(images), 256)])
+    stats = stage_statistics(model, images)
+    log(f"{name}: stage statistics at {stats_size} px ({time.time() - t:.0f} s)")
     arrays = {f"{tap}_mean": s[0] for tap, s in stats.items()}
     arrays.update({f"{tap}_std": s[1] for tap, s in stats.items()})
-    arrays.update(raw=emb["raw"].astype(np.float32), proj=emb["proj"].astype(np.float32),
-                  style=data["style"], content=data["content"], group=data["group"],
+    if stats_size == SIZE:
+        t = time.time()
+        emb = P.stylex_embeddings(model, data["images"])
+        log(f"{name}: shipped embeddings ({time.time() - t:.0f} s)")
+        arrays.update(raw=emb["raw"].astype(np.float32), proj=emb["proj"].astype(np.float32))
+    arrays.update(style=data["style"], content=data["content"], group=data["group"],
                   styles=np.asarray(data["styles"]), seeds=np.asarray(data["seeds"]))
     os.makedirs(cache, exist_ok=True)
-    path = cache_path(name, cache)
+    path = cache_path(name, cache, stats_size)
     np.savez(path + ".tmp.npz", **arrays)
     os.replace(path + ".tmp.npz", path)
     return path
 
 
-def load_features(name: str, cache: str = CACHE) -> dict:
-    with np.load(cache_path(name, cache)) as f:
+def load_features(name: str, cache: str = CACHE, stats_size: int = SIZE) -> dict:
+    with np.load(cache_path(name, cache, stats_size)) as f:
         out = {k: f[k] for k in f.files}
     out["styles"] = [str(s) for s in out["styles"]]
     return out
@@ -262,6 +274,8 @@ def main(argv=None) -> int:
                         choices=("train", "train_b", "train_c", "selection", "test"))
     parser.add_argument("--cache", default=CACHE)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--stats-size", type=int, default=SIZE,
+                        help="features: image side for the statistics (multi-scale pilot)")
     args = parser.parse_args(argv)
     t0 = time.time()
 
@@ -271,7 +285,7 @@ def main(argv=None) -> int:
     sets = args.set or ["selection"]
     if args.phase == "features":
         for name in sets:
-            log(f"wrote {compute_features(name, args.cache, log)}")
+            log(f"wrote {compute_features(name, args.cache, log, args.stats_size)}")
         return 0
     for name in sets:
         if name == "test":

@@ -362,9 +362,38 @@ def final(head_dir, train_names, alpha, label_free, out, log=print):
                        + " ".join(sys.argv[1:])), fh, indent=1)
 
 
+def multiscale(train_names, out, log=print):
+    """Pilot: LDA64 on the statistics at 256 px, at 128 px, and both (selection set)."""
+    from stylejax.metrics import style_projection
+    taps = S.TAPS
+
+    def load(names, size):
+        parts = [S.load_features(n, stats_size=size) for n in names]
+        return np.concatenate([S.stat_matrix(p, taps, "meanlogstd") for p in parts])
+
+    train = train_features(train_names)
+    sel = S.load_features("selection")
+    xs = {size: (load(train_names, size), S.stat_matrix(
+        S.load_features("selection", stats_size=size), taps, "meanlogstd"))
+        for size in (256, 128)}
+    rows = {}
+    for name, sizes in (("256 px", (256,)), ("128 px", (128,)), ("256 + 128 px", (256, 128))):
+        stds = [S.Standardise(xs[z][0]) for z in sizes]
+        zt = np.concatenate([sd(xs[z][0]) for sd, z in zip(stds, sizes)], 1)
+        zs = np.concatenate([sd(xs[z][1]) for sd, z in zip(stds, sizes)], 1)
+        mean, matrix = style_projection.fit_lda(zt, train["style"], dims=64, shrinkage=0.1)
+        rows[f"stats {name} + LDA64"] = P.metrics((zs - mean) @ matrix, sel, "cosine")
+    log("\n" + P.table(rows))
+    with open(out, "w") as fh:
+        json.dump(dict(set="selection", train=list(train_names), rows=rows,
+                       command="python experiments/stylex_style_head.py "
+                       + " ".join(sys.argv[1:])), fh, indent=1)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=("search", "export", "alpha", "lap", "final"))
+    parser.add_argument("phase", choices=("search", "export", "alpha", "lap", "final",
+                                          "multiscale"))
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--label-free", default="mlp_ntxent_noise")
     parser.add_argument("--train", default="train", help="training caches, e.g. train,train_b")
@@ -398,6 +427,8 @@ def main(argv=None) -> int:
         log(f"wrote {args.head_dir}")
     elif args.phase == "alpha":
         select_alpha(train_names, args.out, log)
+    elif args.phase == "multiscale":
+        multiscale(train_names, args.out, log)
     elif args.phase == "lap":
         lap_check(args.head_dir, args.out, log=log)
     else:
