@@ -6,8 +6,8 @@ of a kernel-A slice is known. For each pair (A, B) and each method the content i
 kernel-A slice of seed s and the style image is the kernel-B slice of *another* held-out
 seed (the true target is never shown to the method). Methods: ``identity`` (the
 kernel-A slice unchanged), ``histogram`` (``skimage.exposure.match_histograms`` of the
-content to the style image) and the three shipped AdaIN decoders (``adain``,
-``contextual``, ``context-aware``; HU in, HU out). Reference row
+content to the style image) and the four shipped AdaIN decoders (``adain``,
+``contextual``, ``context-aware``, ``context-aware-lowpass``; HU in, HU out). Reference row
 ``texture-oracle``: the true kernel-B reconstruction of the same anatomy from an
 *independent* noise realisation (``ct_slices(..., noise_seed=1)``), i.e. a perfect kernel
 transfer that re-creates the kernel's texture instead of re-filtering the content's own
@@ -53,13 +53,13 @@ import numpy as np
 import scipy.ndimage
 
 from stylejax.data.ct import ct_slices, window
-from stylejax.methods.adain import transfer
+from stylejax.methods.adain import DECODERS, transfer
 from stylejax.metrics.image import psnr, ssim
 
 PAIRS = (("soft", "lung"), ("soft", "sharp"), ("standard", "bone"), ("lung", "soft"),
          ("sharp", "soft"), ("bone", "standard"))
-LEARNED = ("adain", "contextual", "context-aware")
-METHODS = ("identity", "histogram", "adain", "contextual", "context-aware", "texture-oracle")
+LEARNED = DECODERS
+METHODS = ("identity", "histogram") + DECODERS + ("texture-oracle",)
 SEED0 = 100_000
 KEYS = ("ssim", "ssim_soft", "psnr", "nps_distance", "noise_ratio", "border_excess")
 

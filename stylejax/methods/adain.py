@@ -3,10 +3,13 @@
 One forward pass of a trained :class:`stylejax.models.adain.AdaINNet`: the frozen
 encoder named in the decoder's ``adain.json``, AdaIN with the style image's feature
 statistics, ``alpha`` interpolation with the content features, the trained decoder.
-Three decoders ship with the package (``stylejax/assets/adain_ct/<variant>/``, trained
-on synthetic CT kernel pairs with ``stylejax train adain``): ``adain`` (Huang:
-MSE content + mean/std style loss), ``contextual`` (Mechrez: contextual loss to content
-and style) and ``context-aware`` (contextual content + mean/std style loss).
+Four decoders ship with the package (``stylejax/assets/adain_ct/<variant>/``, trained
+on synthetic CT kernel pairs with ``stylejax train adain``, :data:`DECODERS`): the
+papers' three, ``adain`` (Huang: MSE content + mean/std style loss), ``contextual``
+(Mechrez: contextual loss to content and style) and ``context-aware`` (contextual content
++ mean/std style loss), and ``context-aware-lowpass``: the context-aware losses plus a
+low-frequency pixel term that is not in the papers (config
+``default-context-aware-lowpass``; it keeps the content's anatomy and contrast closer).
 
 Borders: content and style are reflect-padded by the network's border margin (its
 receptive field) before encoding, the AdaIN statistics come from the unpadded images
@@ -48,16 +51,18 @@ from stylejax.models.adain import VARIANTS, adain
 from stylejax.train import adain as adain_train
 
 __all__ = ["adain", "AdaINConfig", "AdaIN", "transfer", "load_network", "shipped_decoder",
-           "INTENSITIES"]
+           "DECODERS", "INTENSITIES"]
 
 INTENSITIES = ("auto", "hu", "unit")
+#: Shipped decoders: the training variants plus the context-aware model with a low-pass term.
+DECODERS = VARIANTS + ("context-aware-lowpass",)
 _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets",
                        "adain_ct")
 
 
 def shipped_decoder(variant: str) -> str:
     """Directory of the decoder shipped for ``variant``."""
-    check_choice(variant, "AdaIN variant", VARIANTS)
+    check_choice(variant, "AdaIN variant", DECODERS)
     return os.path.join(_ASSETS, variant)
 
 
@@ -66,7 +71,7 @@ class AdaINConfig:
     """Settings of the feed-forward AdaIN transfer.
 
     Attributes:
-      variant: which trained decoder (``adain``, ``contextual``, ``context-aware``).
+      variant: which shipped decoder (:data:`DECODERS`).
       alpha: 1 = full style, 0 = the content's own features (decoded).
       decoder: directory of an exported decoder (``stylejax train adain --export DIR``);
         None = the shipped decoder of ``variant``.
@@ -74,8 +79,9 @@ class AdaINConfig:
       any_style_size: accept a style image whose size differs from the content's.
     """
 
-    variant: str = option("context-aware", "trained AdaIN decoder: Huang (adain), Mechrez "
-                          "(contextual) or the context-aware model", choices=VARIANTS)
+    variant: str = option("context-aware", "shipped AdaIN decoder: Huang (adain), Mechrez "
+                          "(contextual), the context-aware model, or it with a low-pass "
+                          "pixel term (context-aware-lowpass)", choices=DECODERS)
     alpha: float = option(1.0, "content/style interpolation: 1 = full style, 0 = content")
     decoder: str | None = option(None, "exported decoder directory (default: the shipped one "
                                  "of --variant)")
@@ -85,7 +91,7 @@ class AdaINConfig:
                                   "content")
 
     def __post_init__(self):
-        check_choice(self.variant, "variant", VARIANTS)
+        check_choice(self.variant, "variant", DECODERS)
         check_choice(self.intensity, "intensity", INTENSITIES)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not (
                 0.0 <= float(self.alpha) <= 1.0):

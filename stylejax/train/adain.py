@@ -272,7 +272,7 @@ def default_for(variant: str) -> AdaINConfig:
 
 
 def context_aware_lowpass() -> AdaINConfig:
-    """The shipped context-aware decoder: the paper's losses plus a low-frequency pixel
+    """The shipped ``context-aware-lowpass`` decoder: the paper's losses plus a low-frequency pixel
     term (weight 1000, sigma 2 px), 300 steps (chosen on validation seeds; docs/ct.md)."""
     return dataclasses.replace(default_for("context-aware"),
                                name="default-context-aware-lowpass", steps=300,
