@@ -98,11 +98,13 @@ def make_train_set(spec=TRAIN, size: int = SIZE) -> dict:
                 group=np.repeat(np.asarray(groups), c), styles=names, seeds=seeds)
 
 
-def stage_statistics(model, images, taps=TAPS, batch: int = 16) -> dict:
+def stage_statistics(model, images, taps=TAPS, batch: int = 16, masks=None) -> dict:
     """``{tap: (mean [N, C], std [N, C])}`` of the frozen encoder's feature maps.
 
     The image at its own pixel scale (the protocol's 256 px = the model's
-    ``embed_size``), one pass per batch through :class:`StyleXFeatures`.
+    ``embed_size``), one pass per batch through :class:`StyleXFeatures`. With
+    ``masks`` ``[N, H, W]`` (1 = tissue; a pilot) the statistics are weighted by the
+    tissue fraction of each feature-map position (average-pooled mask).
     """
     import jax
     import jax.numpy as jnp
@@ -111,29 +113,45 @@ def stage_statistics(model, images, taps=TAPS, batch: int = 16) -> dict:
     extractor = features.StyleXFeatures(model.encoder())
 
     @jax.jit
-    def stats(x):
+    def stats(x, m):
         maps = extractor(x, taps)
         out = {}
         for t in taps:
             f = maps[t]
-            m = jnp.mean(f, axis=(1, 2))
-            v = jnp.mean(jnp.square(f - m[:, None, None]), axis=(1, 2))
-            out[t] = (m, jnp.sqrt(v))
+            n, h, w, _ = f.shape
+            k = m.shape[1] // h
+            wgt = m[:, :h * k, :w * k].reshape(n, h, k, w, k).mean((2, 4))[..., None]
+            wgt = wgt / jnp.maximum(wgt.sum((1, 2), keepdims=True), 1e-12)
+            mu = jnp.sum(wgt * f, axis=(1, 2))
+            v = jnp.sum(wgt * jnp.square(f - mu[:, None, None]), axis=(1, 2))
+            out[t] = (mu, jnp.sqrt(v))
         return out
 
+    if masks is None:
+        masks = np.ones(images.shape, np.float32)
     parts = []
     for i in range(0, len(images), batch):
-        chunk = images[i:i + batch]
+        chunk, mchunk = images[i:i + batch], masks[i:i + batch]
         n = len(chunk)
         if n < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, 0)])
-        out = stats(jnp.asarray(chunk, jnp.float32))
+            mchunk = np.concatenate([mchunk, np.repeat(mchunk[-1:], batch - n, 0)])
+        out = stats(jnp.asarray(chunk, jnp.float32), jnp.asarray(mchunk, jnp.float32))
         parts.append({t: tuple(np.asarray(a)[:n] for a in out[t]) for t in taps})
     return {t: (np.concatenate([p[t][0] for p in parts]),
                 np.concatenate([p[t][1] for p in parts])) for t in taps}
 
 
-def cache_path(name: str, cache: str = CACHE, stats_size: int = SIZE) -> str:
+def tissue_masks(data: dict, size: int = SIZE) -> np.ndarray:
+    """``[N, size, size]`` float: each image's phantom breast mask (by its content)."""
+    from stylejax.data import phantom
+    per = np.stack([phantom.mammogram(s, size=(size, size),
+                                      view="cc" if i % 2 == 0 else "mlo").labels
+                    != phantom.BACKGROUND for i, s in enumerate(data["seeds"])])
+    return per[data["content"]].astype(np.float32)
+
+
+def cache_path(name: str, cache: str = CACHE, stats_size: int | str = SIZE) -> str:
     tail = "" if stats_size == SIZE else f"_stats{stats_size}"
     return os.path.join(cache, f"{name}_{SIZE}{tail}.npz")
 
@@ -157,13 +175,19 @@ def compute_features(name: str, cache: str = CACHE, log=print, stats_size: int =
         f"({time.time() - t:.0f} s)")
     t = time.time()
     images = data["images"]
-    if stats_size != SIZE:
+    masks = None
+    if stats_size == "masked":
+        masks = tissue_masks(data)
+    elif stats_size == "selfmasked":
+        from stylejax.pipeline import blackbox
+        masks = np.stack([blackbox._tissue_mask(im) for im in images]).astype(np.float32)
+    elif stats_size != SIZE:
         import jax
         images = np.concatenate([np.asarray(jax.image.resize(
             images[i:i + 256], (len(images[i:i + 256]), stats_size, stats_size), "linear",
             antialias=True)) for i in range(0, len(images), 256)])
-    stats = stage_statistics(model, images)
-    log(f"{name}: stage statistics at {stats_size} px ({time.time() - t:.0f} s)")
+    stats = stage_statistics(model, images, masks=masks)
+    log(f"{name}: stage statistics, {stats_size} ({time.time() - t:.0f} s)")
     arrays = {f"{tap}_mean": s[0] for tap, s in stats.items()}
     arrays.update({f"{tap}_std": s[1] for tap, s in stats.items()})
     if stats_size == SIZE:
@@ -274,8 +298,12 @@ def main(argv=None) -> int:
                         choices=("train", "train_b", "train_c", "selection", "test"))
     parser.add_argument("--cache", default=CACHE)
     parser.add_argument("--out", default=None)
-    parser.add_argument("--stats-size", type=int, default=SIZE,
-                        help="features: image side for the statistics (multi-scale pilot)")
+    parser.add_argument("--stats-size", default=SIZE,
+                        type=lambda v: v if v in ("masked", "selfmasked") else int(v),
+                        help="features: image side for the statistics (multi-scale pilot), "
+                             "'masked' (the phantom's breast positions only, 256 px) or "
+                             "'selfmasked' (positions of an Otsu tissue mask of the styled "
+                             "image itself); pilots")
     args = parser.parse_args(argv)
     t0 = time.time()
 

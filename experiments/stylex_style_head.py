@@ -362,8 +362,9 @@ def final(head_dir, train_names, alpha, label_free, out, log=print):
                        + " ".join(sys.argv[1:])), fh, indent=1)
 
 
-def multiscale(train_names, out, log=print):
-    """Pilot: LDA64 on the statistics at 256 px, at 128 px, and both (selection set)."""
+def variants(train_names, other, out, log=print):
+    """Pilot: LDA64 on the statistics at 256 px, on another cache (``other``: 128, the
+    images at 128 px, or ``masked``, tissue positions only), and on both (selection)."""
     from stylejax.metrics import style_projection
     taps = S.TAPS
 
@@ -375,9 +376,10 @@ def multiscale(train_names, out, log=print):
     sel = S.load_features("selection")
     xs = {size: (load(train_names, size), S.stat_matrix(
         S.load_features("selection", stats_size=size), taps, "meanlogstd"))
-        for size in (256, 128)}
+        for size in (256, other)}
     rows = {}
-    for name, sizes in (("256 px", (256,)), ("128 px", (128,)), ("256 + 128 px", (256, 128))):
+    for name, sizes in (("256 px", (256,)), (str(other), (other,)),
+                        (f"256 px + {other}", (256, other))):
         stds = [S.Standardise(xs[z][0]) for z in sizes]
         zt = np.concatenate([sd(xs[z][0]) for sd, z in zip(stds, sizes)], 1)
         zs = np.concatenate([sd(xs[z][1]) for sd, z in zip(stds, sizes)], 1)
@@ -393,7 +395,9 @@ def multiscale(train_names, out, log=print):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=("search", "export", "alpha", "lap", "final",
-                                          "multiscale"))
+                                          "variants"))
+    parser.add_argument("--other", default="128", type=lambda v: v if v in ("masked", "selfmasked") else int(v),
+                        help="variants: the second statistics cache (128, masked, selfmasked)")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--label-free", default="mlp_ntxent_noise")
     parser.add_argument("--train", default="train", help="training caches, e.g. train,train_b")
@@ -427,8 +431,8 @@ def main(argv=None) -> int:
         log(f"wrote {args.head_dir}")
     elif args.phase == "alpha":
         select_alpha(train_names, args.out, log)
-    elif args.phase == "multiscale":
-        multiscale(train_names, args.out, log)
+    elif args.phase == "variants":
+        variants(train_names, args.other, args.out, log)
     elif args.phase == "lap":
         lap_check(args.head_dir, args.out, log=log)
     else:
