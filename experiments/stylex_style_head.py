@@ -171,12 +171,6 @@ def apply_head(params, x, arch):
                              jnp.asarray(x, jnp.float32), arch), np.float64)
 
 
-def features(name, taps, kind, std=None):
-    data = S.load_features(name)
-    x = S.stat_matrix(data, taps, kind)
-    return data, x
-
-
 def fit(spec, train, x_train):
     """Fit head ``spec`` on the train set; returns ``embed(x) -> z``."""
     if spec["loss"] == "lda":
@@ -396,8 +390,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=("search", "export", "alpha", "lap", "final",
                                           "variants"))
-    parser.add_argument("--other", default="128", type=lambda v: v if v in ("masked", "selfmasked") else int(v),
-                        help="variants: the second statistics cache (128, masked, selfmasked)")
+    parser.add_argument("--other", default="128",
+                        type=lambda v: v if v in ("masked", "selfmasked") else int(v), help="variants: the second statistics cache (128, masked, selfmasked)")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--label-free", default="mlp_ntxent_noise")
     parser.add_argument("--train", default="train", help="training caches, e.g. train,train_b")
