@@ -7,8 +7,15 @@ Example::
     z = model.embed(images)              # [N, H, W] in [0, 1] -> [N, 64] (style projection)
     d = model.distance(image_a, image_b) # 1 - cosine of the embeddings (paper Eq. 1)
     z_paper = model.without_projection().embed(images)   # the 2048-d projector output
+
+    # vendor styles the model never saw: channel statistics of the frozen encoder's
+    # stages + a linear head fitted on training styles (docs/stylex.md, "Unseen vendor styles")
+    stats = stylex.load_style_statistics()
+    d_vendor = stats.distance(image_a, image_b)
 """
 
+from stylejax.metrics.style_statistics import StyleStatistics  # noqa: F401
+from stylejax.metrics.style_statistics import load_pretrained as load_style_statistics  # noqa: F401
 from stylejax.metrics.stylex import MIN_SIZE, StyleX, load_pretrained  # noqa: F401
 from stylejax.models.simsiam import cosine_similarity  # noqa: F401
 
@@ -30,4 +37,5 @@ def load(path: str) -> StyleX:
     return load_model(path)
 
 
-__all__ = ["StyleX", "load", "load_pretrained", "cosine_similarity", "MIN_SIZE"]
+__all__ = ["StyleX", "load", "load_pretrained", "cosine_similarity", "MIN_SIZE",
+           "StyleStatistics", "load_style_statistics"]

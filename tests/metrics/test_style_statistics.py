@@ -100,3 +100,10 @@ def test_differentiable_in_the_images(model, images):
     desc = SS.StyleStatistics(model, taps=("stem",))
     g = jax.grad(lambda x: desc.embed(x).sum())(images[:1, :32, :32])
     assert g.shape == (1, 32, 32) and np.all(np.isfinite(np.asarray(g)))
+
+
+def test_public_reexport():
+    from stylejax import stylex as public
+
+    assert public.StyleStatistics is SS.StyleStatistics
+    assert public.load_style_statistics is SS.load_pretrained
