@@ -45,6 +45,11 @@ Levers tried for the XLA CPU side (same results to float32 rounding), kept only 
 * NCHW layout for the 5x5 convolutions, XLA's oneDNN and YNNPACK convolution flags,
   strided 4x4 convolutions as space-to-depth + 2x2 convolutions, im2col / shifted-matmul
   convolutions: no gain (not kept).
+* the 4x4 stride-2 convolutions with hand-written gradients (input gradient as a stride-1
+  space-to-depth convolution, kernel gradient as one contraction per tap) and the
+  one-channel 7x7 stems' forward pass in space-to-depth phase form: 4.7x and 3.4x faster
+  as single layers, 1.05x on the encoders, but 1.01x on the whole inference and training
+  step (within the noise): not kept.
 
 What remains is XLA's CPU convolutions (Eigen) against oneDNN's on the 3x3/4x4/7x7
 layers; on a contended machine PyTorch's OpenMP threads lose far more than XLA does, so
@@ -59,6 +64,13 @@ Usage::
     python experiments/benchmarks/munit_speed.py --size 64 --steps 3 --rounds 1   # quick
     python experiments/benchmarks/munit_speed.py --threads 1 --pin 0 \
         --out experiments/results/munit_speed_1core.json            # one core each
+    python experiments/benchmarks/munit_speed.py --parts            # per-network timings
+
+``--parts`` times each network of one domain separately on one series (content encoder,
+style encoder, bidirectional ConvLSTM, AdaConv decoder, multi-scale discriminator): the
+forward pass and forward + backward (gradient of the sum of squared outputs with respect to
+the weights and the input), JAX jitted per network, and writes
+``experiments/results/munit_speed_parts.json``.
 
 Writes ``experiments/results/munit_speed.json`` and prints a table.
 """
@@ -80,6 +92,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "..", "results", "munit_speed.json")
+DEFAULT_PARTS_OUT = os.path.join(HERE, "..", "results", "munit_speed_parts.json")
 JAX_VARIANTS = ("baseline", "no_donate")
 LOSS_W = dict(gan=1.0, recon_x=10.0, recon_s=1.0, recon_c=1.0)
 
@@ -569,6 +582,116 @@ def run_torch(args, weights, inputs) -> dict:
                 torch=torch.__version__, threads=args.threads)
 
 
+# ----------------------------------------------------------------------------- parts
+PARTS = ("content_encoder", "style_encoder", "lstm", "decoder", "discriminator")
+
+
+def _part_inputs(args, inputs):
+    """NHWC inputs of each network for one series (frames as the batch)."""
+    n, h = args.batch * args.frames, args.size // 4
+    c = args.dim * 4
+    rng = np.random.default_rng(1)
+    x = inputs["x_ce"].reshape(n, args.size, args.size, 1)
+    content = rng.standard_normal((n, h, h, c)).astype(np.float32)
+    style = rng.standard_normal((n, 3, 3, args.style_dim)).astype(np.float32)
+    return dict(content_encoder=(x,), style_encoder=(x,),
+                lstm=(content.reshape(args.batch, args.frames, h, h, c),),
+                decoder=(content, style), discriminator=(x,))
+
+
+def _time(fn, args):
+    fn()
+    times = []
+    for _ in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times[args.warmup:]
+
+
+def run_jax_parts(args, weights, inputs) -> dict:
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    gen, dis = _jax_modules(args, weights)
+    modules = dict(content_encoder=gen.ce.content_encoder, style_encoder=gen.ce.style_encoder,
+                   lstm=gen.ce.lstm, decoder=gen.ce.decoder, discriminator=dis.ce)
+    out = {}
+    for name, xs in _part_inputs(args, inputs).items():
+        graphdef, state = nnx.split(modules[name])
+        xs = tuple(jnp.asarray(v) for v in xs)
+
+        def loss(state, *xs, graphdef=graphdef):
+            y = nnx.merge(graphdef, state)(*xs)
+            return sum(jnp.sum(v * v) for v in (y if isinstance(y, list) else [y]))
+
+        fwd, grad = jax.jit(loss), jax.jit(jax.grad(loss, argnums=tuple(range(1 + len(xs)))))
+        out[name] = dict(
+            forward_s=_time(lambda: jax.block_until_ready(fwd(state, *xs)), args),
+            forward_backward_s=_time(lambda: jax.block_until_ready(grad(state, *xs)), args))
+    return out
+
+
+def run_torch_parts(args, weights, inputs) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    gen, dis = torch_model(args)
+    load_torch_weights(gen, dis, weights)
+    modules = dict(content_encoder=gen.ce.content_encoder, style_encoder=gen.ce.style_encoder,
+                   lstm=gen.ce.lstm, decoder=gen.ce.decoder, discriminator=dis.ce)
+    out = {}
+    for name, xs in _part_inputs(args, inputs).items():
+        module = modules[name]
+        nchw = [torch.from_numpy(np.ascontiguousarray(np.moveaxis(v, -1, -3))) for v in xs]
+
+        def loss(*xs, module=module):
+            y = module(*xs)
+            return sum((v * v).sum() for v in (y if isinstance(y, list) else [y]))
+
+        def forward(nchw=nchw, loss=loss):
+            with torch.no_grad():
+                loss(*nchw)
+
+        leaves = [v.clone().requires_grad_(True) for v in nchw]
+
+        def forward_backward(leaves=leaves, loss=loss, module=module):
+            module.zero_grad(set_to_none=True)
+            for v in leaves:
+                v.grad = None
+            loss(*leaves).backward()
+
+        out[name] = dict(forward_s=_time(forward, args),
+                         forward_backward_s=_time(forward_backward, args))
+    return out
+
+
+def run_parts(args, data) -> dict:
+    """Per-network timings, JAX and PyTorch workers alternating for ``--rounds`` rounds."""
+    results = {}
+    for r in range(args.rounds):
+        for kind in ("torch_parts", "jax_parts"):
+            results[f"{kind}_r{r}"] = _worker(args, kind, data)
+            if "error" in results[f"{kind}_r{r}"]:
+                raise SystemExit(f"{kind} failed: {results[f'{kind}_r{r}']['error']}")
+    table = {}
+    print("\nnetwork          pass              JAX ms  PyTorch ms   ratio")
+    for name in PARTS:
+        table[name] = {}
+        for field in ("forward_s", "forward_backward_s"):
+            best = {k: min(statistics.median(v[name][field]) for key, v in results.items()
+                           if key.startswith(k))
+                    for k in ("jax_parts", "torch_parts")}
+            table[name][field[:-2]] = dict(jax_ms=best["jax_parts"] * 1e3,
+                                           torch_ms=best["torch_parts"] * 1e3,
+                                           ratio_vs_torch=best["torch_parts"] / best["jax_parts"])
+            row = table[name][field[:-2]]
+            print(f"{name:16s} {field[:-2]:16s} {row['jax_ms']:8.1f} {row['torch_ms']:10.1f} "
+                  f"{row['ratio_vs_torch']:6.2f}x")
+    return dict(parts=table, raw=results)
+
+
 # ----------------------------------------------------------------------------- check
 def check_agreement(args, weights, inputs) -> dict:
     """Same weights, same inputs: translated series, first-step losses and gradient norms."""
@@ -630,8 +753,13 @@ def main(argv=None):
                    help="comma-separated CPU ids to pin every worker to (e.g. 0 with --threads 1)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--variants", default=",".join(JAX_VARIANTS))
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--worker", choices=("init", "check", "jax", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None,
+                   help="JSON path (default experiments/results/munit_speed.json, "
+                        "munit_speed_parts.json with --parts)")
+    p.add_argument("--parts", action="store_true",
+                   help="time each network separately (forward, forward + backward)")
+    p.add_argument("--worker", choices=("init", "check", "jax", "torch", "jax_parts",
+                                        "torch_parts"), help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--variant", default="baseline", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -646,7 +774,8 @@ def main(argv=None):
         with np.load(args.data) as f:
             weights = {k[2:]: f[k] for k in f.files if k.startswith("w.")}
             inputs = {k[2:]: f[k] for k in f.files if k.startswith("x.")}
-        fn = dict(check=check_agreement, jax=run_jax, torch=run_torch)[args.worker]
+        fn = dict(check=check_agreement, jax=run_jax, torch=run_torch, jax_parts=run_jax_parts,
+                  torch_parts=run_torch_parts)[args.worker]
         print(json.dumps(fn(args, weights, inputs)))
         return 0
 
@@ -662,10 +791,13 @@ def main(argv=None):
         init = _worker(args, "init", data)
         if "error" in init:
             raise SystemExit(f"init failed: {init['error']}")
-        check = _worker(args, "check", data)
-        print("agreement:", json.dumps(check), flush=True)
+        if args.parts:
+            parts = run_parts(args, data)
+        else:
+            check = _worker(args, "check", data)
+            print("agreement:", json.dumps(check), flush=True)
         results = {}
-        for r in range(args.rounds):
+        for r in range(0 if args.parts else args.rounds):
             runs = ["torch"] + [f"jax_{v}" for v in variants]
             if r == args.rounds - 1:
                 runs.append("torch")
@@ -681,6 +813,20 @@ def main(argv=None):
                 else:
                     print(f"  {tag:18s} inference {statistics.median(res['inference_s']) * 1e3:8.1f} ms"
                           f"   step {statistics.median(res['step_s']) * 1e3:8.1f} ms", flush=True)
+
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    machine = dict(platform=platform.platform(), processor=platform.processor(),
+                   cpu_count=os.cpu_count(), loadavg_at_end=load)
+    if args.parts:
+        out = dict(benchmark="munit_speed_parts", size=args.size, frames=args.frames,
+                   batch=args.batch, dim=args.dim, n_res=args.n_res, style_dim=args.style_dim,
+                   dis_dim=args.dis_dim, steps=args.steps, warmup=args.warmup,
+                   threads=args.threads, rounds=args.rounds, pinned_cpus=args.pin or None,
+                   machine=machine, **parts)
+        return _write(out, args.out or DEFAULT_PARTS_OUT)
 
     def best(key, field):
         runs = [v for k, v in results.items() if k.startswith(key + "_r") and field in v]
@@ -699,22 +845,19 @@ def main(argv=None):
         print(f"{v:12s} {row['inference_series_per_s']:18.2f}  {row['inference_ratio_vs_torch']:5.2f}x"
               f" {row['step_series_per_s']:20.3f}  {row['step_ratio_vs_torch']:5.2f}x")
     print(f"{'pytorch':12s} {args.batch / t_inf:18.2f}  1.00x {args.batch / t_step:20.3f}  1.00x")
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
     out = dict(benchmark="munit_speed", size=args.size, frames=args.frames, batch=args.batch,
                dim=args.dim, n_res=args.n_res, style_dim=args.style_dim, dis_dim=args.dis_dim,
                steps=args.steps, warmup=args.warmup, threads=args.threads, rounds=args.rounds,
-               pinned_cpus=args.pin or None,
-               machine=dict(platform=platform.platform(), processor=platform.processor(),
-                            cpu_count=os.cpu_count(), loadavg_at_end=load),
-               agreement=check, torch_inference_s=t_inf, torch_step_s=t_step, variants=table,
-               raw=results)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+               pinned_cpus=args.pin or None, machine=machine, agreement=check,
+               torch_inference_s=t_inf, torch_step_s=t_step, variants=table, raw=results)
+    return _write(out, args.out or DEFAULT_OUT)
+
+
+def _write(out: dict, path: str) -> int:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
         json.dump(out, f, indent=2)
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {path}")
     return 0
 
 
