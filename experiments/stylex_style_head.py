@@ -341,12 +341,7 @@ def final(head_dir, train_names, alpha, label_free, out, log=print):
         rows[f"stats + {label_free} (label-free)"] = P.metrics(f(std(xs)), data, "cosine")
     rows[f"shipped+proj + {alpha} x LDA head"] = P.metrics(combine(data["proj"], head, alpha),
                                                            data, "cosine")
-    base = rows["handcrafted"]
-    for name, row in rows.items():
-        if name != "handcrafted":
-            row.update({f"gap_{k}": round(row[k] - base[k], 4) for k in
-                        ("retrieval_heldout", "retrieval_random", "silhouette_heldout",
-                         "silhouette_random")})
+    P.add_gaps(rows)
     log("\n" + P.table(rows))
     with open(out, "w") as fh:
         json.dump(dict(set="test", seeds=P.SETS["test"], train=list(train_names),

@@ -161,6 +161,15 @@ def load(spec: str):
     return name or os.path.basename(os.path.normpath(path)), simsiam.load_model(path)
 
 
+def add_gaps(rows, base_name="handcrafted"):
+    """Add ``gap_<metric>`` (row minus the ``base_name`` row) to every other row, in place."""
+    base = rows[base_name]
+    for name, row in rows.items():
+        if name != base_name:
+            row.update({f"gap_{k}": round(row[k] - base[k], 4) for k in
+                        ("retrieval_heldout", "retrieval_random", "silhouette_heldout",
+                         "silhouette_random")})
+
 def run(models, set_name: str, cache: str | None, handcrafted: bool = True, log=print) -> dict:
     """Evaluate ``[(name, StyleX)]`` (and the handcrafted descriptor) on one set."""
     from stylejax.evaluation import stylex_eval as SE
@@ -183,12 +192,7 @@ def run(models, set_name: str, cache: str | None, handcrafted: bool = True, log=
             rows[f"{name}+proj"] = metrics(emb["proj"], data, "cosine")
         log(f"{name}: embedded {len(data['images'])} images ({time.time() - t:.0f} s)")
     if "handcrafted" in rows:
-        base = rows["handcrafted"]
-        for name, row in rows.items():
-            if name != "handcrafted":
-                row.update({f"gap_{k}": round(row[k] - base[k], 4) for k in
-                            ("retrieval_heldout", "retrieval_random", "silhouette_heldout",
-                             "silhouette_random")})
+        add_gaps(rows)
     return dict(seeds=dict(SETS[set_name], content_seeds=data["seeds"]),
                 styles=data["styles"], encoders=rows)
 

@@ -104,19 +104,9 @@ def _check_taps(taps) -> tuple[str, ...]:
     return features_lib.check_taps(taps, features_lib.STYLEX_TAPS, "StyleX")
 
 
-def _resize_shorter(images, size: int):
-    """``[N, H, W]`` resized (linear, anti-aliased) so that ``min(H, W) == size``."""
-    h, w = images.shape[-2:]
-    if min(h, w) == size:
-        return images
-    f = size / min(h, w)
-    shape = (images.shape[0], max(int(round(h * f)), size), max(int(round(w * f)), size))
-    return jax.image.resize(images, shape, "linear", antialias=True)
-
-
 @functools.partial(jax.jit, static_argnums=1)
 def _stats(model, taps, images):
-    images = _resize_shorter(images, model.embed_size)
+    images = stylex_lib.resize_shorter(images, model.embed_size)
     maps = features_lib.StyleXFeatures(model.encoder())(images, taps)
     return statistics_vector(maps, taps)
 
@@ -179,7 +169,7 @@ class StyleStatistics:
         self.model = model
         self.taps = _check_taps(taps)
         self.dim = statistics_dim(model, self.taps)
-        self.head = _check_head(head, self.dim)
+        self.head = stylex_lib.check_affine_map(head, self.dim, "head")
         self.info = dict(info or {})
 
     @property
@@ -264,20 +254,6 @@ def statistics_dim(model, taps=TAPS) -> int:
     """``D`` of ``model``'s statistics vector over ``taps`` (2 x the channels)."""
     widths = {"stem": 1, "pool": 1, "stage1": 1, "stage2": 2, "stage3": 4, "stage4": 8}
     return int(sum(2 * widths[t] * model.width for t in _check_taps(taps)))
-
-
-def _check_head(head, dim):
-    if head is None:
-        return None
-    if not isinstance(head, (tuple, list)) or len(head) != 2:
-        raise ValueError("head must be a (mean, matrix) pair or None")
-    mean, matrix = (jnp.asarray(v, jnp.float32) for v in head)
-    if mean.shape != (dim,) or matrix.ndim != 2 or matrix.shape[0] != dim or matrix.shape[1] < 1:
-        raise ValueError(f"head must be mean [{dim}] and matrix [{dim}, k] "
-                         f"(got {tuple(mean.shape)} and {tuple(matrix.shape)})")
-    if not (bool(jnp.all(jnp.isfinite(mean))) and bool(jnp.all(jnp.isfinite(matrix)))):
-        raise ValueError("head contains NaN or inf")
-    return mean, matrix
 
 
 def load(path: str, model) -> StyleStatistics:

@@ -76,8 +76,8 @@ def _leaf_name(path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
-def _resize_shorter(images, size: int):
-    """Resize ``[N, H, W]`` so that ``min(H, W) == size`` (aspect kept)."""
+def resize_shorter(images, size: int):
+    """Resize ``[N, H, W]`` so that ``min(H, W) == size`` (aspect kept; linear, anti-aliased)."""
     h, w = images.shape[-2:]
     if min(h, w) == size:
         return images
@@ -119,7 +119,7 @@ class StyleX:
             raise ValueError(f"tile_size must be an integer in [{MIN_SIZE}, "
                              f"embed_size={self.embed_size}] or None (got {tile_size!r})")
         self.tile_size = None if tile_size is None else int(tile_size)
-        self.projection = _check_projection(projection, self.dim)
+        self.projection = check_affine_map(projection, self.dim)
         self.info = dict(info or {})
 
     @property
@@ -368,18 +368,19 @@ def _exchange(a: str, b: str) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-def _check_projection(projection, dim: int):
-    """``(mean [dim], matrix [dim, k])`` as float32 arrays, or None; ValueError if malformed."""
-    if projection is None:
+def check_affine_map(pair, dim: int, name: str = "projection"):
+    """``(mean [dim], matrix [dim, k])`` as float32 arrays, or None (``pair`` None);
+    ValueError naming ``name`` if malformed or not finite."""
+    if pair is None:
         return None
-    if not isinstance(projection, (tuple, list)) or len(projection) != 2:
-        raise ValueError("projection must be a (mean, matrix) pair or None")
-    mean, matrix = (jnp.asarray(v, jnp.float32) for v in projection)
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise ValueError(f"{name} must be a (mean, matrix) pair or None")
+    mean, matrix = (jnp.asarray(v, jnp.float32) for v in pair)
     if mean.shape != (dim,) or matrix.ndim != 2 or matrix.shape[0] != dim or matrix.shape[1] < 1:
-        raise ValueError(f"projection must be mean [{dim}] and matrix [{dim}, k] "
+        raise ValueError(f"{name} must be mean [{dim}] and matrix [{dim}, k] "
                          f"(got {tuple(mean.shape)} and {tuple(matrix.shape)})")
     if not (bool(jnp.all(jnp.isfinite(mean))) and bool(jnp.all(jnp.isfinite(matrix)))):
-        raise ValueError("projection contains NaN or inf")
+        raise ValueError(f"{name} contains NaN or inf")
     return mean, matrix
 
 
@@ -399,7 +400,7 @@ def _tiles(images, tile: int):
 
 def _embed_impl(graphdef, embed_size, tile_size, state, projection, images):
     encoder = nnx.merge(graphdef, state, copy=True)
-    images = _resize_shorter(images, embed_size)
+    images = resize_shorter(images, embed_size)
     tiles = images[:, None] if tile_size is None else _tiles(images, tile_size)
     n, t = tiles.shape[:2]
     z = encoder(tiles.reshape(n * t, *tiles.shape[2:])).reshape(n, t, -1)
