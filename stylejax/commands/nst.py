@@ -260,6 +260,8 @@ def _write_native(path, image, units: str):
             " (PNG: window -1000..1000 HU -> 0..255)"
     if fmt == "tiff":
         return io.write_image(path, image, bits=32), " (HU, float32 TIFF)"
+    if fmt == "dicom":
+        return io.write_image(path, image, rescale_type="HU"), " (HU)"
     return io.write_image(path, image), " (HU)"
 
 

@@ -454,7 +454,8 @@ def _counts(arr: np.ndarray, bits: int, path: Path) -> np.ndarray:
     return arr.astype(dtype)
 
 
-def _write_dicom(p: Path, arr: np.ndarray, bits: int, for_processing: bool) -> None:
+def _write_dicom(p: Path, arr: np.ndarray, bits: int, for_processing: bool,
+                 rescale_type: str) -> None:
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -481,7 +482,8 @@ def _write_dicom(p: Path, arr: np.ndarray, bits: int, for_processing: bool) -> N
         slope, intercept = float(slope_text), float(intercept_text)
         stored = np.clip(np.round((arr.astype(np.float64) - intercept) / slope), 0, top)
         stored = stored.astype(np.uint8 if bits <= 8 else np.uint16)
-        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope_text, intercept_text, "US"
+        ds.RescaleSlope, ds.RescaleIntercept = slope_text, intercept_text
+        ds.RescaleType = rescale_type
     else:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0:
@@ -498,7 +500,8 @@ def _write_dicom(p: Path, arr: np.ndarray, bits: int, for_processing: bool) -> N
     ds.save_as(p, enforce_file_format=True)
 
 
-def write_image(path, array, *, bits: int | None = None, for_processing: bool = False) -> Path:
+def write_image(path, array, *, bits: int | None = None, for_processing: bool = False,
+                rescale_type: str = "US") -> Path:
     """Write a 2-D grayscale image (conventions in the module docstring).
 
     Args:
@@ -512,6 +515,9 @@ def write_image(path, array, *, bits: int | None = None, for_processing: bool = 
         dtype is 8-bit, otherwise 16 bits. Ignored for .npy.
       for_processing: DICOM only: mark the image as a raw "FOR PROCESSING" image with
         linear intensity (``PixelIntensityRelationshipSign`` +1).
+      rescale_type: DICOM, float input only: the units of the rescaled values
+        (``RescaleType``; "US" = unspecified, "HU" = Hounsfield units); up to 16
+        upper-case letters, digits, spaces or underscores.
     Returns:
       The path written.
     Raises:
@@ -528,6 +534,12 @@ def write_image(path, array, *, bits: int | None = None, for_processing: bool = 
     check_image(arr, f"image written to {p}", min_rank=2, max_rank=2)
     if for_processing and fmt != "dicom":
         raise ValueError(f"{p}: for_processing is only recorded in DICOM files")
+    if (not isinstance(rescale_type, str) or not 1 <= len(rescale_type) <= 16
+            or not all(c.isdigit() or c in " _" or "A" <= c <= "Z" for c in rescale_type)):
+        raise ValueError(f"{p}: rescale_type must be 1-16 upper-case letters, digits, spaces "
+                         f"or underscores (got {rescale_type!r})")
+    if rescale_type != "US" and fmt != "dicom":
+        raise ValueError(f"{p}: rescale_type is only recorded in DICOM files")
     if fmt != "npy":
         if bits is None:
             integer = np.issubdtype(arr.dtype, np.integer)
@@ -544,7 +556,7 @@ def write_image(path, array, *, bits: int | None = None, for_processing: bool = 
             np.save(tmp, arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating)
                     else arr)
         elif fmt == "dicom":
-            _write_dicom(tmp, arr, bits, for_processing)
+            _write_dicom(tmp, arr, bits, for_processing, rescale_type)
         elif fmt == "png":
             from PIL import Image
 

@@ -335,3 +335,17 @@ def test_palette_colour_dicom_is_refused_not_read_as_indices(pydicom_test_file):
     assert str(pydicom.dcmread(path).PhotometricInterpretation) == "PALETTE COLOR"
     with pytest.raises(ValueError, match="palette-colour"):
         io.read_image(path)
+
+
+def test_dicom_rescale_type_is_recorded_and_checked(tmp_path):
+    x = np.linspace(-1000.0, 1500.0, 64, dtype=np.float32).reshape(8, 8)
+    p = io.write_image(tmp_path / "ct.dcm", x, rescale_type="HU")
+    ds = pydicom.dcmread(p)
+    assert ds.RescaleType == "HU"
+    np.testing.assert_allclose(io.read_image(p), x, atol=float(ds.RescaleSlope) / 2 + 1e-3)
+    assert pydicom.dcmread(io.write_image(tmp_path / "u.dcm", x)).RescaleType == "US"
+    for bad in ("hu", "", "X" * 17, 3):
+        with pytest.raises(ValueError, match="rescale_type"):
+            io.write_image(tmp_path / "b.dcm", x, rescale_type=bad)
+    with pytest.raises(ValueError, match="only recorded in DICOM"):
+        io.write_image(tmp_path / "b.npy", x, rescale_type="HU")

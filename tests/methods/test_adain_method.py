@@ -142,6 +142,9 @@ def test_cli_keeps_hounsfield_units(pydicom_test_file, tmp_path, capsys):
         out = io.read_image(o)
         np.testing.assert_allclose(out, expect, atol=atol)
         assert out.min() < -500 and out.max() > 500  # HU, not [0, 1]
+        if out_name.endswith(".dcm"):
+            import pydicom
+            assert pydicom.dcmread(o).RescaleType == "HU"
     # A PNG gets the model window -1000..1000 HU -> 0..255.
     code = cli.main(["nst", "--method", "adain", "--content", content_path, "--style", str(s),
                      "-o", str(tmp_path / "out.png"), "--quiet"])
