@@ -91,3 +91,15 @@ def test_smoke_run_export_load_and_mismatch(tmp_path):
     with pytest.raises(ValueError, match="not an exported AdaIN decoder"):
         A.load(str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_large_configs_keep_each_variants_losses_and_stay_below_the_evaluation_seeds():
+    from stylejax.models.adain import VARIANTS
+
+    for v in VARIANTS:
+        cfg = A.TASK.configs[f"large-{v}"]().validate()
+        small = A.default_for(v)
+        assert (cfg.variant, cfg.style_weight, cfg.content_tap) == (v, small.style_weight,
+                                                                   small.content_tap)
+        assert cfg.crop <= cfg.pool_size and cfg.pool_seeds < 100000  # held-out: 100000+
+        assert cfg.batch_size % 8 == 0  # splits over the tests' 8 devices / a GPU host
