@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import stat
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +41,7 @@ import numpy as np
 from stylejax import _checks
 from stylejax.metrics import stylex as stylex_lib
 from stylejax.metrics.style_projection import fit_lda
+from stylejax.models import export_files
 from stylejax.models import features as features_lib
 
 HEAD_META = "style_statistics.json"
@@ -263,7 +263,6 @@ def load(path: str, model) -> StyleStatistics:
       FileNotFoundError: ``path`` does not exist.
       ValueError: not a saved head, damaged files, or a head of another width/taps.
     """
-    from safetensors.numpy import load_file
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"style-statistics head directory not found: {path}")
@@ -272,16 +271,8 @@ def load(path: str, model) -> StyleStatistics:
         if not os.path.exists(p):
             raise ValueError(f"{path} is not a style-statistics head: {os.path.basename(p)} "
                              "is missing")
-        if not stat.S_ISREG(os.stat(p).st_mode):
-            raise ValueError(f"{p}: not a regular file")
-    if os.path.getsize(meta_path) > stylex_lib.MAX_META_BYTES:
-        raise ValueError(f"{meta_path}: larger than a head description can be")
-    try:
-        with open(meta_path, "rb") as f:
-            meta = json.loads(f.read())
-    except (OSError, ValueError, RecursionError) as err:
-        raise ValueError(f"{meta_path}: not a readable JSON description ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = export_files.read_json(meta_path)
+    if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: unsupported format (expected {FORMAT!r})")
     if meta.get("log_eps") != LOG_EPS:
         raise ValueError(f"{meta_path}: log_eps {meta.get('log_eps')!r} differs from "
@@ -289,16 +280,10 @@ def load(path: str, model) -> StyleStatistics:
     taps = meta.get("taps")
     if not isinstance(taps, list) or not all(isinstance(t, str) for t in taps):
         raise ValueError(f"{meta_path}: taps must be a list of tap names")
-    try:
-        weights = load_file(weights_path)
-    except Exception as err:  # SafetensorError, OSError from a damaged file
-        raise ValueError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    weights = export_files.read_weights(weights_path)
     if set(weights) != {"mean", "matrix"}:
         raise ValueError(f"{weights_path}: expected tensors 'mean' and 'matrix' "
                          f"(got {sorted(weights)})")
-    for name, value in weights.items():
-        if value.dtype != np.float32:
-            raise ValueError(f"{weights_path}: {name} is {value.dtype}, expected float32")
     try:
         return StyleStatistics(model, taps=tuple(taps), head=(weights["mean"], weights["matrix"]),
                                info=meta.get("info") if isinstance(meta.get("info"), dict)

@@ -55,7 +55,8 @@ def _check_features(f, name):
         raise ValueError(f"{name} contains non-finite values (NaN or inf)")
 
 
-def adain(content_features, style_features, eps: float = 1e-5) -> jax.Array:
+def adain(content_features, style_features, eps: float = 1e-5, *, content_stats=None,
+          style_stats=None) -> jax.Array:
     """Adaptive instance normalisation.
 
     Args:
@@ -63,6 +64,8 @@ def adain(content_features, style_features, eps: float = 1e-5) -> jax.Array:
       style_features: ``[B, H', W', C]`` or ``[1, H', W', C]`` (one style for the whole
         batch); the spatial size may differ from the content's.
       eps: added to the variances inside the square root.
+      content_stats, style_stats: ``(mean, std)`` ``[B or 1, C]`` to use instead of the
+        statistics of all positions (e.g. of the unpadded part of a padded image).
     Returns:
       ``[B, H, W, C]`` float32 with the style's per-channel mean and std.
     """
@@ -76,10 +79,16 @@ def adain(content_features, style_features, eps: float = 1e-5) -> jax.Array:
         raise ValueError(f"AdaIN: style batch {np.shape(style_features)[0]} must be 1 or the "
                          f"content batch {b}")
     x = jnp.asarray(content_features, jnp.float32)
-    mu_c, sd_c = mean_std(x, eps=eps)
-    mu_s, sd_s = mean_std(style_features, eps=eps)
+    mu_c, sd_c = mean_std(x, eps=eps) if content_stats is None else content_stats
+    mu_s, sd_s = mean_std(style_features, eps=eps) if style_stats is None else style_stats
     scale = (sd_s / sd_c)[:, None, None, :]
     return (x - mu_c[:, None, None, :]) * scale + mu_s[:, None, None, :]
+
+
+def _check_alpha(alpha):
+    if not (isinstance(alpha, (int, float, jax.Array, np.ndarray)) and
+            (not is_concrete(alpha) or 0.0 <= float(alpha) <= 1.0)):
+        raise ValueError(f"alpha must be in [0, 1] (got {alpha!r})")
 
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -271,9 +280,7 @@ class AdaINNet(nnx.Module):
           ``(t, content_features, style_features)`` with the two feature dicts at the
           content and style taps, all ``stop_gradient``-ed.
         """
-        if not (isinstance(alpha, (int, float, jax.Array, np.ndarray)) and
-                (not is_concrete(alpha) or 0.0 <= float(alpha) <= 1.0)):
-            raise ValueError(f"alpha must be in [0, 1] (got {alpha!r})")
+        _check_alpha(alpha)
         fc = jax.tree.map(jax.lax.stop_gradient, self.encode(content))
         fs = jax.tree.map(jax.lax.stop_gradient, self.encode(style))
         c = fc[self.content_tap]
@@ -326,9 +333,7 @@ class AdaINNet(nnx.Module):
         if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or \
                 margin < 0 or margin % f:
             raise ValueError(f"margin must be a non-negative multiple of {f} (got {margin!r})")
-        if not (isinstance(alpha, (int, float, jax.Array, np.ndarray)) and
-                (not is_concrete(alpha) or 0.0 <= float(alpha) <= 1.0)):
-            raise ValueError(f"alpha must be in [0, 1] (got {alpha!r})")
+        _check_alpha(alpha)
 
         def padded(x, to_multiple):
             x = jnp.asarray(x, jnp.float32)
@@ -347,10 +352,7 @@ class AdaINNet(nnx.Module):
         xs, hs, ws = padded(style, False)
         c = jax.lax.stop_gradient(self.encode(xc, (self.content_tap,))[self.content_tap])
         s = jax.lax.stop_gradient(self.encode(xs, (self.content_tap,))[self.content_tap])
-        mu_c, sd_c = inner_stats(c, h, w)
-        mu_s, sd_s = inner_stats(s, hs, ws)
-        t = (c - mu_c[:, None, None, :]) * (sd_s / sd_c)[:, None, None, :] + \
-            mu_s[:, None, None, :]
+        t = adain(c, s, content_stats=inner_stats(c, h, w), style_stats=inner_stats(s, hs, ws))
         out = self.decoder(alpha * t + (1.0 - alpha) * c)
         return out[:, margin:margin + h, margin:margin + w]
 

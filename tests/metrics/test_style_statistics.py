@@ -90,7 +90,7 @@ def test_head_save_load_and_refusals(model, images, tmp_path):
     with pytest.raises(ValueError, match="no head"):
         desc.save(tmp_path / "none")
     (tmp_path / "h" / SS.HEAD_WEIGHTS).write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a readable safetensors"):
+    with pytest.raises(ValueError, match="unreadable safetensors"):
         SS.load(tmp_path / "h", model)
     with pytest.raises(FileNotFoundError):
         SS.load(tmp_path / "missing", model)
