@@ -86,9 +86,14 @@ def content_seeds(draw: int, target: int, raws: int, refs: int):
             [base + 1000 + 100 * target + j for j in range(refs)])
 
 
+def raw_phantom(seed: int, size: int, view: str):
+    """The raw image of mammography phantom ``seed`` (the tuning benchmark's content)."""
+    from stylejax.data import phantom
+    return phantom.mammogram(seed, size=(size, size), view=view).raw
+
+
 def run_setting(model, pipeline, truths, size, raws, refs, matching, log, draw=0):
     from stylejax import tune
-    from tuning_recovery import phantom_raw as raw_phantom
     rows = []
     for i, truth in enumerate(truths):
         raw_seeds, ref_seeds = content_seeds(draw, i, raws, refs)
@@ -179,6 +184,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline", choices=("lap", "extended"), default="lap",
                         help="LAP (3 parameters) or the extended LAP (one gain per band)")
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--metric", choices=("stylex", "combined"), default="stylex",
+                        help="the shipped StyleX model, or its combination with the "
+                             "style-statistics descriptor (stylejax.metrics.style_combination)")
     parser.add_argument("--settings", nargs="+", metavar="RAWSxREFS", type=setting,
                         help="other-content settings to run instead of the default grid, "
                              "e.g. 16x32 (the matching-content check always runs)")
@@ -200,8 +208,13 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, flush=True)
 
-    base = tune.resolve_model(None)
-    model = encoder_at_size(base, args.size)
+    if args.metric == "combined":
+        from stylejax.metrics import style_combination
+        model = style_combination.load_pretrained()
+        model = style_combination.CombinedStyle(encoder_at_size(model.stylex, args.size),
+                                                model.statistics, weight=model.weight)
+    else:
+        model = encoder_at_size(tune.resolve_model(None), args.size)
     from stylejax.pipeline import pyramid
     rng = np.random.default_rng(2024)  # the tuning benchmark's targets
     truths = np.round(rng.uniform(0.5, 9.5, (20, 3)), 1).astype(np.float32)
@@ -227,6 +240,7 @@ def main(argv=None) -> int:
                 f"recovery {row['recovery']:.1%} of {row['fits']} fits (95 % CI {lo:.0%}-{hi:.0%}), "
                 f"per draw " + " / ".join(f"{r:.0%}" for r in row["recovery_per_draw"]))
     out = {"description": __doc__.split("\n\n")[0], "size": args.size,
+           "metric": args.metric,
            "pipeline": args.pipeline,
            "targets": args.targets, "tolerance": TOL,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
