@@ -36,7 +36,9 @@ class VendorMatch:
     """The LAP parameters closest to one vendor style.
 
     Attributes:
-      style: vendor style index (0..31); held_out: one of ``blackbox.HELD_OUT``.
+      style: vendor style index (0..31), or the description of a
+        :class:`~stylejax.pipeline.blackbox.Style` (e.g. a random one);
+      held_out: a bank style of ``blackbox.HELD_OUT``.
       params: tuned :class:`stylejax.lap.LAPParams`.
       distance / distance_neutral: StyleX distance to the vendor references of the
         tuned / the neutral (5, 5, 5) LAP output.
@@ -47,7 +49,7 @@ class VendorMatch:
       steps, seconds: optimisation steps and wall time of the tuning.
     """
 
-    style: int
+    style: int | str
     held_out: bool
     params: lap.LAPParams
     distance: float
@@ -96,12 +98,12 @@ def _mean_ssim(images, target) -> np.ndarray:
     return np.asarray(ssim(images.reshape(k * r, *target.shape[1:]), tiled)).reshape(k, r).mean(1)
 
 
-def match_style(style: int, raws, reference_raws, *, model, steps: int = 60, starts: int = 2,
+def match_style(style: int | blackbox.Style, raws, reference_raws, *, model, steps: int = 60, starts: int = 2,
                 coarse: int = 4, ssim_grid: int = 6, seed: int = 0) -> VendorMatch:
     """Tune LAP toward one vendor style.
 
     Args:
-      style: vendor style index.
+      style: vendor style index, or a :class:`~stylejax.pipeline.blackbox.Style`.
       raws: list of ``[H, W]`` raw images that are tuned (and compared by SSIM).
       reference_raws: list of raw images of other content; their vendor outputs
         are the references.
@@ -136,7 +138,9 @@ def match_style(style: int, raws, reference_raws, *, model, steps: int = 60, sta
                             [:n] for block, n in _blocks(points, _SSIM_BATCH)])
     s_fine, (s_tuned, s_neutral) = s_all[:len(fine)], s_all[len(fine):]
     best = int(np.argmax(s_fine))
-    return VendorMatch(style=int(style), held_out=int(style) in blackbox.HELD_OUT,
+    bank = not isinstance(style, blackbox.Style)
+    return VendorMatch(style=int(style) if bank else blackbox.describe(style),
+                       held_out=bank and int(style) in blackbox.HELD_OUT,
                        params=result.params, distance=result.distance,
                        distance_neutral=d_neutral,
                        ssim=float(s_tuned), ssim_neutral=float(s_neutral),
@@ -150,6 +154,7 @@ def match_all(raws, reference_raws, *, model, styles=None, progress=None, **opti
     """:func:`match_style` for each style (default all 32).
 
     Args:
+      styles: bank indices and/or :class:`~stylejax.pipeline.blackbox.Style` objects.
       progress: optional callable ``(VendorMatch) -> None`` called after each style.
       options: forwarded to :func:`match_style`.
     """
