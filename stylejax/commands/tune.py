@@ -47,6 +47,10 @@ def register(subparsers):
                         help="reference image file(s) in the wanted style")
     parser.add_argument("--model", metavar="DIR", default=None,
                         help="StyleX model or training run directory (default: shipped model)")
+    parser.add_argument("--metric", choices=("stylex", "combined"), default="stylex",
+                        help="the loss: the StyleX distance (default), or its mean with the "
+                             "style-statistics distance, better on vendor styles StyleX never "
+                             "saw (shipped model and head only; docs/stylex.md)")
     parser.add_argument("--pipeline", default="lap", metavar="NAME",
                         help="pipeline to tune: lap (default), extended-lap, a registered "
                              "name, or MODULE:NAME")
@@ -221,6 +225,9 @@ def check_options(args):
         raise ValueError(f"--lr must be a finite number > 0 (got {lr})")
     if getattr(args, "seed", 0) < 0:
         raise ValueError(f"--seed must be >= 0 (got {args.seed})")
+    if getattr(args, "metric", "stylex") == "combined" and getattr(args, "model", None):
+        raise ValueError("--metric combined uses the shipped StyleX model and its "
+                         "style-statistics head; it cannot be given --model")
 
 
 def check_output_folder(path: str, option: str = "--out"):
@@ -274,7 +281,11 @@ def run(args) -> int:
     for name in names:
         io.check_output_path(os.path.join(args.out, name))
     pipeline = resolve_pipeline_name(args.pipeline)
-    model = tune.resolve_model(args.model)
+    if args.metric == "combined":
+        from stylejax.metrics import style_combination
+        model = style_combination.load_pretrained()
+    else:
+        model = tune.resolve_model(args.model)
     raws, refs = read_inputs(args.raw, args.reference, model)
     objective = tune.Objective(raws, refs, model=model, pipeline=pipeline)
     result = tune.fit(None, None, objective=objective, steps=args.steps, starts=args.starts,
@@ -288,10 +299,10 @@ def run(args) -> int:
     comparison, trajectory = save_figures(result, objective, refs, args.out)
     summary = result.to_dict()
     summary.update(raw=list(args.raw), reference=list(args.reference),
-                   model=args.model or "shipped",
+                   model=args.model or "shipped", metric=args.metric,
                    outputs={"tuned": tuned, "comparison": comparison, "trajectory": trajectory})
     write_json(os.path.join(args.out, "result.json"), summary)
-    print(f"tuned {result.pipeline.name} {_fmt(summary['params'])}: StyleX distance "
+    print(f"tuned {result.pipeline.name} {_fmt(summary['params'])}: {getattr(model, 'name', 'style')} distance "
           f"{result.initial_distance:.4f} -> {result.distance:.4f} in {result.steps} steps "
           f"({result.seconds:.1f} s); wrote {os.path.join(args.out, '')}", file=sys.stderr)
     if args.json:

@@ -80,6 +80,25 @@ def test_tune_json_writes_outputs(files, capsys):
     np.testing.assert_allclose(counts / 65535.0, expected, atol=2e-4)
 
 
+def test_combined_metric_is_the_loss(files, capsys, monkeypatch):
+    from stylejax.metrics import style_combination
+
+    class Named(TinyEncoder):
+        name = "stylex+stats"
+
+    used = Named()
+    monkeypatch.setattr(style_combination, "load_pretrained", lambda: used)
+    seen = []
+    real = tune.Objective
+    monkeypatch.setattr(tune, "Objective", lambda *a, **k: seen.append(k["model"]) or real(*a, **k))
+    argv = ["tune", "--raw", str(files / "raw.npy"), "--reference", str(files / "ref8.png"),
+            "--steps", "3", "--metric", "combined", "--out", str(files / "c"), "--json"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert seen == [used] and json.loads(captured.out)["metric"] == "combined"
+    assert "stylex+stats distance" in captured.err
+
+
 def test_references_are_mapped_to_unit_range(files):
     from stylejax.commands.tune import read_inputs
     _, refs = read_inputs([str(files / "raw.npy")],
@@ -183,6 +202,7 @@ def test_raw_files_with_the_same_name_get_their_own_outputs(files, capsys):
     (["--lr", "nan"], "--lr must be a finite number"),
     (["--seed", "-5"], "--seed must be >= 0"),
     (["--starts", "0"], "--starts must be >= 1"),
+    (["--metric", "combined", "--model", "run_dir"], "--metric combined uses the shipped"),
 ])
 def test_bad_options_are_named_before_any_work(files, capsys, monkeypatch, extra, message):
     monkeypatch.setattr(tune, "fit", lambda *a, **k: pytest.fail("the fit ran"))
