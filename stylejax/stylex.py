@@ -12,8 +12,13 @@ Example::
     # stages + a linear head fitted on training styles (docs/stylex.md, "Unseen vendor styles")
     stats = stylex.load_style_statistics()
     d_vendor = stats.distance(image_a, image_b)
+    # both in one metric: the mean of the two distances (also `stylejax tune --metric combined`)
+    both = stylex.load_combined()
+    d_both = both.distance(image_a, image_b)
 """
 
+from stylejax.metrics.style_combination import CombinedStyle  # noqa: F401
+from stylejax.metrics.style_combination import load_pretrained as load_combined  # noqa: F401
 from stylejax.metrics.style_statistics import StyleStatistics  # noqa: F401
 from stylejax.metrics.style_statistics import load_pretrained as load_style_statistics  # noqa: F401
 from stylejax.metrics.stylex import MIN_SIZE, StyleX, load_pretrained  # noqa: F401
@@ -38,4 +43,4 @@ def load(path: str) -> StyleX:
 
 
 __all__ = ["StyleX", "load", "load_pretrained", "cosine_similarity", "MIN_SIZE",
-           "StyleStatistics", "load_style_statistics"]
+           "StyleStatistics", "load_style_statistics", "CombinedStyle", "load_combined"]

@@ -59,3 +59,13 @@ def test_bad_arguments_are_refused(parts):
         SC.CombinedStyle(model, model)
     with pytest.raises(ValueError, match="outside|range|\\[0, 1\\]"):
         SC.CombinedStyle(model, stats).embed(np.full((40, 40), 2.0, np.float32))
+
+
+def test_shipped_combination_uses_one_encoder_and_is_reexported():
+    from stylejax import stylex as public
+
+    assert public.load_combined is SC.load_pretrained and public.CombinedStyle is SC.CombinedStyle
+    combined = SC.load_pretrained()
+    assert combined.stylex is combined.statistics.model and combined.weight == 1.0
+    assert combined.stylex.projection is not None  # the shipped model's style projection
+    assert combined.embedding_dim == 64 + 64
