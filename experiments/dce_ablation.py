@@ -6,7 +6,9 @@ baseline, on held-out series (seeds from ``stylejax.train.dce.EVAL_SEED_START``;
 used seeds 0 .. pool_series - 1):
 
 * PSNR (one MSE over the series), SSIM (mean over frames) against the paired ground truth (the same series in the target domain);
-  MS-SSIM when the frames are large enough for five scales (not at 64 px: reported null);
+  MS-SSIM with as many of the paper's five scales as the frames allow (``11 * 2^(k-1)``
+  pixels for k scales: 3 at 64 px, 5 from 176 px), the first k weights renormalised to
+  sum 1 (``ms_ssim_scales`` in the JSON);
 * content CW-SSIM (output vs the input, weight map far from enhancement -> 1) and style
   CW-SSIM (output vs the ground-truth target, enhanced -> 1), the DCE paper's Eq. 3, with
   the enhancement mask of the CE series (threshold 20/255 on the phantom's scale);
@@ -35,8 +37,8 @@ import numpy as np
 from stylejax.data.dce import dce, dce_labels
 from stylejax.evaluation.bench import log, machine, write_json
 from stylejax.methods.dce import translate
-from stylejax.metrics.image import (contrast_weight_map, cw_ssim, enhancement_mask, ms_ssim,
-                                    psnr, ssim)
+from stylejax.metrics.image import (MS_SSIM_WEIGHTS, WIN_SIZE, contrast_weight_map, cw_ssim,
+                                    enhancement_mask, ms_ssim, psnr, ssim)
 from stylejax.train.dce import EVAL_SEED_START
 
 DIRECTIONS = {"ce-to-non-ce": ("ce", "non_ce"), "non-ce-to-ce": ("non_ce", "ce")}
@@ -63,11 +65,20 @@ def scores(out, src, gt, ce):
            "cw_ssim_style": float(np.mean(np.asarray(
                cw_ssim(out, gt, np.broadcast_to(ws, out.shape), data_range=dr)))),
            "temporal_error": float(np.mean(np.abs(np.diff(out, axis=0) - np.diff(gt, axis=0))))}
-    try:
-        row["ms_ssim"] = float(np.mean(np.asarray(ms_ssim(out, gt, data_range=dr))))
-    except ValueError:
-        row["ms_ssim"] = None
+    scales = ms_ssim_scales(min(out.shape[-2:]))
+    weights = np.asarray(MS_SSIM_WEIGHTS[:scales]) / np.sum(MS_SSIM_WEIGHTS[:scales])
+    row["ms_ssim"] = float(np.mean(np.asarray(ms_ssim(out, gt, data_range=dr,
+                                                      weights=tuple(weights)))))
+    row["ms_ssim_scales"] = scales
     return row
+
+
+def ms_ssim_scales(side: int) -> int:
+    """How many of MS-SSIM's five scales fit a ``side``-pixel frame (at least 1)."""
+    k = 1
+    while k < len(MS_SSIM_WEIGHTS) and WIN_SIZE * 2 ** k <= side:
+        k += 1
+    return k
 
 
 def main(argv=None):
@@ -128,11 +139,11 @@ def main(argv=None):
     write_json(a.out, payload)
     for d, per in table.items():
         print(f"\n{d}")
-        print(f"{'method':<12} {'PSNR':>7} {'SSIM':>6} {'MS-SSIM':>7} {'CW-c':>6} {'CW-s':>6} "
-              f"{'temp.err':>8}")
+        scales = next(iter(per.values()))["ms_ssim_scales"]
+        print(f"{'method':<12} {'PSNR':>7} {'SSIM':>6} {f'MS-SSIM{scales:.0f}':>8} {'CW-c':>6} "
+              f"{'CW-s':>6} {'temp.err':>8}")
         for m, r in per.items():
-            ms = "n/a" if r["ms_ssim"] is None else f"{r['ms_ssim']:.3f}"
-            print(f"{m:<12} {r['psnr']:7.2f} {r['ssim']:6.3f} {ms:>7} "
+            print(f"{m:<12} {r['psnr']:7.2f} {r['ssim']:6.3f} {r['ms_ssim']:8.3f} "
                   f"{r['cw_ssim_content']:6.3f} {r['cw_ssim_style']:6.3f} "
                   f"{r['temporal_error']:8.4f}")
     for name, v in paired.items():
