@@ -1,5 +1,7 @@
 """MUNIT generators (AdaConv / AdaIN, with / without ConvLSTM) and multi-scale discriminators."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from flax import nnx
 
 from stylejax.models.discriminator import MultiScaleDiscriminator, avg_pool_3x3_s2
-from stylejax.models.munit import MUNIT, Generator, upsample_conv
+from stylejax.models.munit import MUNIT, Generator, inference_compiler_options, upsample_conv
 
 TINY = dict(dim=4, n_down=2, n_res=1, style_dim=4, n_style_down=2, mlp_dim=8)
 
@@ -70,6 +72,29 @@ def test_shapes_range_and_translation(munit, ablation, series):
         munit.translate(series, to="ce")
     with pytest.raises(ValueError, match="domain"):
         munit.translate(series, to="t1", style_code=code)
+
+
+def test_inference_compiler_options(munit, series):
+    """The CPU inference options move convolutions off YNNPACK and keep the outputs."""
+    assert inference_compiler_options("gpu") == {} and inference_compiler_options("tpu") == {}
+    opts = inference_compiler_options("cpu")
+    assert opts and opts is not inference_compiler_options("cpu")
+
+    def fwd(x, s):
+        return munit.translate(x, to="ce", style_series=s)
+
+    other = series[:, ::-1]
+    tuned = jax.jit(fwd, compiler_options=opts)
+
+    def ynn_convolutions(jitted):
+        hlo = jitted.lower(series, other).compile().as_text()
+        called = re.findall(r"calls=%([\w.\-]+).*__ynn_fusion", hlo)
+        bodies = {m.group(1): m.group(2) for m in re.finditer(r"^%(\S+) \((.*?)^\}", hlo,
+                                                                 re.M | re.S)}
+        return sum(" convolution(" in bodies[c] for c in called)
+
+    assert ynn_convolutions(tuned) == 0        # (jax 0.10's default puts them all there)
+    np.testing.assert_allclose(tuned(series, other), jax.jit(fwd)(series, other), atol=1e-5)
 
 
 def test_convlstm_couples_frames_only_when_temporal(munit, ablation, series):
