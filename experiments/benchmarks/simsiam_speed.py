@@ -21,6 +21,8 @@ Variants (JAX):
   fastmath   --xla_cpu_enable_fast_math=true (reassociation, approximate functions)
   onednn     --xla_cpu_experimental_onednn_custom_call=true (oneDNN kernels where XLA offers them)
   bf16       activations in bfloat16 (parameters float32)
+  eigenconv  convolutions on XLA's multi-threaded Eigen path instead of its YNNPACK
+             fusions (dots stay on YNNPACK; see stylejax.models.munit.inference_compiler_options)
 
 What was tried for the XLA CPU step (1 pinned core, fwd + bwd micro-benchmarks,
 same results to float32 rounding) -- kept only what helped:
@@ -85,6 +87,8 @@ JAX_VARIANTS = {
     "fastmath": dict(flags="--xla_cpu_enable_fast_math=true", dtype="float32"),
     "onednn": dict(flags="--xla_cpu_experimental_onednn_custom_call=true", dtype="float32"),
     "bf16": dict(flags="", dtype="bfloat16"),
+    "eigenconv": dict(flags="--xla_cpu_experimental_ynn_fusion_type="
+                            "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT", dtype="float32"),
 }
 
 

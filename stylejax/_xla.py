@@ -1,0 +1,45 @@
+"""XLA compiler options that stylejax passes to ``jax.jit`` on the CPU.
+
+XLA's CPU backend hands convolutions to YNNPACK fusions by default and runs each
+such fusion on one thread. Programs that are chains of mostly dependent
+convolutions (network inference at small batch, a training step of one network)
+then leave all but one core idle. With the fusion type below, dots stay on YNNPACK
+and convolutions go to XLA's Eigen kernels, which split every convolution over the
+intra-op thread pool. Results agree with the default compilation to float32
+rounding. Which programs gain is measured, not assumed (``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+#: Convolutions on XLA's multi-threaded Eigen path; dots stay on YNNPACK.
+EIGEN_CONVOLUTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+@functools.lru_cache(maxsize=1)
+def _accepted() -> bool:
+    """Whether this jaxlib's XLA knows the option (it is experimental)."""
+    try:
+        jax.jit(lambda x: x + 1, backend="cpu",
+                compiler_options=EIGEN_CONVOLUTIONS).lower(jnp.zeros(2)).compile()
+        return True
+    except Exception:  # an XLA without the option: keep its defaults
+        return False
+
+
+def cpu_convolution_options(backend: str | None = None) -> dict:
+    """Compiler options for ``jax.jit(..., compiler_options=...)``: convolutions off
+    the single-threaded YNNPACK fusions on the CPU backend.
+
+    Args:
+      backend: the platform the program runs on (``"cpu"``, ``"gpu"``, ``"tpu"``;
+        default ``jax.default_backend()``).
+    Returns:
+      a new dict; empty for other backends or an XLA that does not know the option.
+    """
+    backend = jax.default_backend() if backend is None else backend
+    return dict(EIGEN_CONVOLUTIONS) if backend == "cpu" and _accepted() else {}
