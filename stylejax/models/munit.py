@@ -47,7 +47,8 @@ MODULATIONS = ("adaconv", "adain")
 # XLA's CPU backend hands convolutions to YNNPACK by default and runs each such fusion on one
 # thread; without the convolution entry (dots stay on YNNPACK) they go to XLA's Eigen
 # convolutions, which split every convolution over the intra-op thread pool.
-_CPU_INFERENCE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+_CPU_INFERENCE_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def inference_compiler_options(backend: str | None = None) -> dict:
