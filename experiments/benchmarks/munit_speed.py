@@ -45,20 +45,35 @@ Levers tried for the XLA CPU side (same results to float32 rounding), kept only 
   PyTorch formulation, was orders of magnitude slower on the CPU backend;
 * the ConvLSTM's input-to-hidden convolution of all frames as one batched convolution
   outside the (unrolled) recurrence: kept;
+* XLA's CPU backend (jax 0.10) runs every convolution it hands to YNNPACK on one thread,
+  so the inference (a chain of mostly dependent convolutions) left the second core idle;
+  jitting the translation with ``inference_compiler_options()`` (convolutions on Eigen,
+  which splits each over the thread pool, and needed less time per core here too): kept,
+  inference ~1.5x faster on 2 threads (the ``ynn_inference`` variant shows the
+  difference). The same options made the training step ~5 % slower (its independent
+  convolutions already fill both cores, and YNNPACK's kernels do less work), so the
+  step keeps XLA's defaults; ``xla_cpu_multi_thread_eigen=false`` changed neither;
 * buffer donation (the ``no_donate`` variant): no measurable effect;
-* NCHW layout for the 5x5 convolutions, XLA's oneDNN and YNNPACK convolution flags,
-  strided 4x4 convolutions as space-to-depth + 2x2 convolutions, im2col / shifted-matmul
-  convolutions: no gain (not kept).
-* the 4x4 stride-2 convolutions with hand-written gradients (input gradient as a stride-1
-  space-to-depth convolution, kernel gradient as one contraction per tap) and the
-  one-channel 7x7 stems' forward pass in space-to-depth phase form: 4.7x and 3.4x faster
-  as single layers, 1.05x on the encoders, but 1.01x on the whole inference and training
-  step (within the noise): not kept.
+* NCHW layout for the 5x5 convolutions, XLA's oneDNN flags, the concurrency-optimised
+  scheduler, strided 4x4 convolutions as space-to-depth + 2x2 convolutions,
+  im2col / shifted-matmul convolutions: no gain (not kept);
+* the 4x4 stride-2 convolutions with hand-written gradients (space-to-depth form; kernel
+  gradient as one contraction per tap, or as one contraction against the stacked shifted
+  output gradients), the one-channel 7x7 stems in space-to-depth phase form and the
+  decoder's 7x7 convolution to one channel as a ``C -> 49`` contraction plus shifted sum,
+  each with the other's form as its input gradient: 2-5x faster as single layers, but in
+  the whole model the training step was unchanged on one core (3.72-3.76 s against
+  3.73-3.84 s) and the networks' backward passes got slower (content encoder 146 -> 157
+  ms, decoder 346 -> 378 ms, one core; in the step's profile the per-tap kernel
+  gradients became transposed copies of the tap slices that cost more than the
+  convolutions they replaced, and neighbouring fusions grew). Inference gained ~3 %.
+  Not kept.
 
-What remains is XLA's CPU convolutions (Eigen) against oneDNN's on the 3x3/4x4/7x7
-layers; on a contended machine PyTorch's OpenMP threads lose far more than XLA does, so
-the 2-thread ratio swings with the load, and ``--threads 1 --pin 0`` gives the steadier
-per-core comparison.
+What remains for the training step is XLA's per-core speed against oneDNN on the
+encoders' and decoder's backward passes. On a contended machine PyTorch's OpenMP threads
+lose far more than XLA does, so the 2-thread ratio swings with the load; ``--fifo``
+(timed loops at real-time priority, for a machine whose other jobs are niced) or
+``--threads 1 --pin 0`` give steadier numbers.
 
 Optional dependency: ``pip install torch`` (CPU wheel).
 
@@ -69,11 +84,13 @@ Usage::
     python experiments/benchmarks/munit_speed.py --threads 1 --pin 0 \
         --out experiments/results/munit_speed_1core.json            # one core each
     python experiments/benchmarks/munit_speed.py --parts            # per-network timings
+    python experiments/benchmarks/munit_speed.py --fifo     # as root, the other jobs niced
 
 ``--parts`` times each network of one domain separately on one series (content encoder,
 style encoder, bidirectional ConvLSTM, AdaConv decoder, multi-scale discriminator): the
-forward pass and forward + backward (gradient of the sum of squared outputs with respect to
-the weights and the input), JAX jitted per network, and writes
+forward pass (JAX: jitted with ``inference_compiler_options()``) and forward + backward
+(gradient of the sum of squared outputs with respect to the weights and the input; XLA's
+default options), JAX jitted per network, and writes
 ``experiments/results/munit_speed_parts.json``.
 
 Writes ``experiments/results/munit_speed.json`` and prints a table.
