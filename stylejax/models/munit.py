@@ -40,7 +40,7 @@ from stylejax.models.adaconv import AdaConv, AdaIN, adaptive_avg_pool, instance_
 from stylejax.models.convlstm import BiConvLSTM
 
 __all__ = ["MODULATIONS", "ContentEncoder", "StyleEncoder", "Decoder", "Generator", "MUNIT",
-           "upsample_conv", "inference_compiler_options"]
+           "upsample_conv", "conv_one_in", "conv_one_out", "inference_compiler_options"]
 
 MODULATIONS = ("adaconv", "adain")
 
@@ -71,8 +71,87 @@ def inference_compiler_options(backend: str | None = None) -> dict:
     return dict(_CPU_INFERENCE_OPTIONS) if backend == "cpu" else {}
 
 
+def _space_to_depth(x):
+    """``[N, 2h, 2w, C]`` -> ``[N, h, w, 4C]``; channel ``(r, s, c)`` is pixel ``(2i + r, 2j + s)``
+    (row-major ``r, s, c``)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // 2, w // 2, 4 * c)
+
+
+def _tap_matrix(k: int) -> np.ndarray:
+    """``M[a, u, r, d] = 1`` where output phase ``a`` at tap ``d`` reads the space-to-depth
+    input at offset ``u``, phase ``r``: ``2u + r = a + d``."""
+    m = np.zeros((2, k // 2 + 1, 2, k), np.float32)
+    for a in range(2):
+        for d in range(k):
+            m[a, (a + d) // 2, (a + d) % 2, d] = 1.0
+    return m
+
+
+def _one_in_phase(xp, kernel):
+    n, hp, wp, _ = xp.shape
+    k, o = kernel.shape[0], kernel.shape[-1]
+    h, w, u = hp - k + 1, wp - k + 1, k // 2 + 1
+    rows, cols = -(-h // 2), -(-w // 2)
+    xp = jnp.pad(xp, ((0, 0), (0, 2 * (rows + u - 1) - hp), (0, 2 * (cols + u - 1) - wp), (0, 0)))
+    m = jnp.asarray(_tap_matrix(k), kernel.dtype)
+    phases = jnp.einsum("aurd,bvse,deo->uvrsabo", m, m, kernel[:, :, 0]).reshape(u, u, 4, 4 * o)
+    z = _conv_valid(_space_to_depth(xp), phases)
+    y = z.reshape(n, rows, cols, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(n, 2 * rows, 2 * cols, o)[:, :h, :w]
+
+
+def _one_out_shifts(xp, kernel):
+    n, hp, wp, c = xp.shape
+    k = kernel.shape[0]
+    h, w = hp - k + 1, wp - k + 1
+    z = jnp.einsum("nhwc,tc->nhwt", xp, kernel.reshape(k * k, c))
+    taps = [z[:, dy:dy + h, dx:dx + w, dy * k + dx] for dy in range(k) for dx in range(k)]
+    return sum(taps)[..., None]
+
+
+def _xla_conv_vjp(res, g):
+    xp, kernel = res
+    return jax.vjp(_conv_valid, xp, kernel)[1](g)
+
+
+@jax.custom_vjp
+def conv_one_in(xp: jax.Array, kernel: jax.Array) -> jax.Array:
+    """'VALID' stride-1 convolution of a one-channel input, ``[N, Hp, Wp, 1]`` with
+    ``[K, K, 1, O]`` -> ``[N, Hp - K + 1, Wp - K + 1, O]``.
+
+    The forward pass runs on the space-to-depth input: the four output phases are one
+    ``(K//2 + 1) x (K//2 + 1)`` convolution with 4 input and ``4 O`` output channels (taps
+    regrouped by a fixed 0/1 matrix), then depth-to-space; XLA's CPU backend runs the direct
+    one-channel convolution on a slower generic path. The gradients are XLA's gradients of
+    the direct convolution (a custom VJP), which were faster than those of this form.
+    """
+    return _one_in_phase(xp, kernel)
+
+
+conv_one_in.defvjp(lambda xp, kernel: (_one_in_phase(xp, kernel), (xp, kernel)), _xla_conv_vjp)
+
+
+@jax.custom_vjp
+def conv_one_out(xp: jax.Array, kernel: jax.Array) -> jax.Array:
+    """'VALID' stride-1 convolution to one output channel, ``[N, Hp, Wp, C]`` with
+    ``[K, K, C, 1]`` -> ``[N, Hp - K + 1, Wp - K + 1, 1]``.
+
+    The forward pass is one ``C -> K*K`` channel contraction followed by the sum of the
+    ``K*K`` shifted tap planes (XLA's CPU backend runs the direct convolution to one
+    channel about 2x slower); the gradients are XLA's gradients of the direct convolution.
+    """
+    return _one_out_shifts(xp, kernel)
+
+
+conv_one_out.defvjp(lambda xp, kernel: (_one_out_shifts(xp, kernel), (xp, kernel)),
+                    _xla_conv_vjp)
+
+
 class _Conv(nnx.Module):
-    """Conv with explicit reflect padding ``k // 2`` (or ``pad``), optional stride."""
+    """Conv with explicit reflect padding ``k // 2`` (or ``pad``), optional stride; one input
+    or output channel (stride 1) through :func:`conv_one_in` / :func:`conv_one_out`."""
 
     def __init__(self, cin, cout, k, stride=1, pad=None, *, rngs):
         self.pad = k // 2 if pad is None else pad
@@ -83,6 +162,11 @@ class _Conv(nnx.Module):
         p = self.pad
         if p:
             x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+        kernel = self.conv.kernel[...]
+        if self.conv.strides == (1, 1) and kernel.shape[0] > 1 and kernel.shape[2] == 1:
+            return conv_one_in(x, kernel.astype(x.dtype)) + self.conv.bias[...]
+        if self.conv.strides == (1, 1) and kernel.shape[0] > 1 and kernel.shape[3] == 1:
+            return conv_one_out(x, kernel.astype(x.dtype)) + self.conv.bias[...]
         return self.conv(x)
 
 

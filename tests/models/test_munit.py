@@ -9,7 +9,8 @@ import pytest
 from flax import nnx
 
 from stylejax.models.discriminator import MultiScaleDiscriminator, avg_pool_3x3_s2
-from stylejax.models.munit import MUNIT, Generator, inference_compiler_options, upsample_conv
+from stylejax.models.munit import (MUNIT, Generator, conv_one_in, conv_one_out,
+                                   inference_compiler_options, upsample_conv)
 
 TINY = dict(dim=4, n_down=2, n_res=1, style_dim=4, n_style_down=2, mlp_dim=8)
 
@@ -146,6 +147,39 @@ def test_upsample_conv_equals_upsampling_then_reflect_padded_conv(k, size):
     np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
     for a, b in zip(g_ours, g_want):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _lax_conv(x, k):
+    return jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def test_one_channel_conv_forms_equal_lax_with_gradients():
+    """conv_one_in (odd and even output sizes, rectangular) and conv_one_out: values and
+    both gradients against XLA's direct convolution."""
+    rng = np.random.default_rng(5)
+
+    def arr(*shape):
+        return jnp.asarray(rng.normal(size=shape).astype(np.float32))
+
+    fns = (conv_one_in, conv_one_in, conv_one_out)
+    inputs = [(arr(2, 13, 10, 1), arr(7, 7, 1, 6)), (arr(1, 9, 12, 1), arr(3, 3, 1, 4)),
+              (arr(2, 12, 11, 5), arr(7, 7, 5, 1))]
+
+    @jax.jit
+    def run(inputs):
+        out = []
+        for fn, (x, k) in zip(fns, inputs):
+            (y1, vjp1), (y2, vjp2) = jax.vjp(fn, x, k), jax.vjp(_lax_conv, x, k)
+            g = jnp.cos(jnp.arange(y2.size, dtype=jnp.float32)).reshape(y2.shape)
+            out.append((y1, y2, vjp1(g), vjp2(g)))
+        return out
+
+    for y1, y2, d1, d2 in run(inputs):
+        assert y1.shape == y2.shape
+        np.testing.assert_allclose(y1, y2, atol=1e-4)
+        for a, b in zip(d1, d2):
+            np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_discriminator_scales_and_pooling():
