@@ -27,7 +27,7 @@ shared). Rates are series per second from the median time after warm-up.
 
 JAX variants:
   baseline       float32; the translation jitted with the library's
-                 ``stylejax.models.munit.inference_compiler_options()`` (XLA CPU: convolutions
+                 ``stylejax._xla.cpu_convolution_options()`` (XLA CPU: convolutions
                  on Eigen's multi-threaded path instead of single-threaded YNNPACK fusions);
                  the whole training step jitted with XLA's defaults and donated buffers
   ynn_inference  the translation jitted with XLA's defaults (what the options buy)
@@ -47,7 +47,7 @@ Levers tried for the XLA CPU side (same results to float32 rounding), kept only 
   outside the (unrolled) recurrence: kept;
 * XLA's CPU backend (jax 0.10) runs every convolution it hands to YNNPACK on one thread,
   so the inference (a chain of mostly dependent convolutions) left the second core idle;
-  jitting the translation with ``inference_compiler_options()`` (convolutions on Eigen,
+  jitting the translation with ``cpu_convolution_options()`` (convolutions on Eigen,
   which splits each over the thread pool, and needed less time per core here too): kept,
   inference ~1.5x faster on 2 threads (the ``ynn_inference`` variant shows the
   difference). The same options made the training step ~5 % slower (its independent
@@ -88,7 +88,7 @@ Usage::
 
 ``--parts`` times each network of one domain separately on one series (content encoder,
 style encoder, bidirectional ConvLSTM, AdaConv decoder, multi-scale discriminator): the
-forward pass (JAX: jitted with ``inference_compiler_options()``) and forward + backward
+forward pass (JAX: jitted with ``cpu_convolution_options()``) and forward + backward
 (gradient of the sum of squared outputs with respect to the weights and the input; XLA's
 default options), JAX jitted per network, and writes
 ``experiments/results/munit_speed_parts.json``.
@@ -201,14 +201,14 @@ def jax_functions(args, weights, donate=True, inference_options=True):
     """``(translate, step, state)``: jitted inference and training step, initial state.
 
     ``inference_options``: jit the translation with the library's
-    ``inference_compiler_options()`` (as ``stylejax dce`` does) or XLA's defaults."""
+    ``cpu_convolution_options()`` (as ``stylejax dce`` does) or XLA's defaults."""
     import jax
     import jax.numpy as jnp
     import optax
     from flax import nnx
 
     from stylejax.losses.adversarial import lsgan_discriminator_loss, lsgan_generator_loss
-    from stylejax.models.munit import inference_compiler_options
+    from stylejax._xla import cpu_convolution_options
 
     gen, dis = _jax_modules(args, weights)
     g_def, g_params = nnx.split(gen)
@@ -221,7 +221,7 @@ def jax_functions(args, weights, donate=True, inference_options=True):
     def l1(a, b):
         return jnp.mean(jnp.abs(a - b))
 
-    @functools.partial(jax.jit, compiler_options=(inference_compiler_options()
+    @functools.partial(jax.jit, compiler_options=(cpu_convolution_options()
                                                   if inference_options else None))
     def translate(g_params, x_non_ce, style_ce):
         g = nnx.merge(g_def, g_params)
@@ -655,7 +655,7 @@ def run_jax_parts(args, weights, inputs) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from stylejax.models.munit import inference_compiler_options
+    from stylejax._xla import cpu_convolution_options
 
     gen, dis = _jax_modules(args, weights)
     modules = dict(content_encoder=gen.ce.content_encoder, style_encoder=gen.ce.style_encoder,
@@ -669,7 +669,7 @@ def run_jax_parts(args, weights, inputs) -> dict:
             y = nnx.merge(graphdef, state)(*xs)
             return sum(jnp.sum(v * v) for v in (y if isinstance(y, list) else [y]))
 
-        fwd = jax.jit(loss, compiler_options=inference_compiler_options())
+        fwd = jax.jit(loss, compiler_options=cpu_convolution_options())
         grad = jax.jit(jax.grad(loss, argnums=tuple(range(1 + len(xs)))))
         out[name] = dict(
             forward_s=_time(lambda: jax.block_until_ready(fwd(state, *xs)), args),

@@ -22,7 +22,7 @@ Variants (JAX):
   onednn     --xla_cpu_experimental_onednn_custom_call=true (oneDNN kernels where XLA offers them)
   bf16       activations in bfloat16 (parameters float32)
   eigenconv  convolutions on XLA's multi-threaded Eigen path instead of its YNNPACK
-             fusions (dots stay on YNNPACK; see stylejax.models.munit.inference_compiler_options)
+             fusions (dots stay on YNNPACK; see stylejax._xla)
 
 What was tried for the XLA CPU step (1 pinned core, fwd + bwd micro-benchmarks,
 same results to float32 rounding) -- kept only what helped:

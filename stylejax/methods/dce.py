@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from stylejax._xla import cpu_convolution_options
 from stylejax.methods.base import TransferResult, check_choice, check_real_finite, option
 from stylejax.train import dce as dce_train
 
@@ -110,7 +111,8 @@ def _to_unit(a: np.ndarray) -> tuple[np.ndarray, float]:
 
 @functools.lru_cache(maxsize=8)
 def _forward(graph, to: str):
-    @jax.jit
+    # inference is a chain of dependent convolutions: on CPUs run each on all cores
+    @functools.partial(jax.jit, compiler_options=cpu_convolution_options())
     def fwd(state, series, style):
         return nnx.merge(graph, state).translate(series, to=to, style_series=style)
     return fwd

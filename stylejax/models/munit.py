@@ -40,36 +40,9 @@ from stylejax.models.adaconv import AdaConv, AdaIN, adaptive_avg_pool, instance_
 from stylejax.models.convlstm import BiConvLSTM
 
 __all__ = ["MODULATIONS", "ContentEncoder", "StyleEncoder", "Decoder", "Generator", "MUNIT",
-           "upsample_conv", "conv_one_in", "conv_one_out", "inference_compiler_options"]
+           "upsample_conv", "conv_one_in", "conv_one_out"]
 
 MODULATIONS = ("adaconv", "adain")
-
-# XLA's CPU backend hands convolutions to YNNPACK by default and runs each such fusion on one
-# thread; without the convolution entry (dots stay on YNNPACK) they go to XLA's Eigen
-# convolutions, which split every convolution over the intra-op thread pool.
-_CPU_INFERENCE_OPTIONS = {
-    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
-
-
-def inference_compiler_options(backend: str | None = None) -> dict:
-    """XLA compiler options for a jitted MUNIT inference function (``jax.jit(...,
-    compiler_options=...)``).
-
-    On the CPU backend this keeps convolutions off XLA's single-threaded YNNPACK fusions so
-    that each one runs on all cores: inference is a chain of mostly dependent convolutions
-    at batch ``T`` (and batch 1 inside the ConvLSTM), which otherwise leaves all but one
-    core idle. Not meant for training steps: their many independent convolutions already
-    keep the cores busy, and YNNPACK's single-threaded kernels do less work in total.
-    Outputs agree with the default compilation to float32 rounding.
-
-    Args:
-      backend: ``"cpu"``, ``"gpu"``, ``"tpu"`` (default: ``jax.default_backend()``).
-    Returns:
-      A new dict (empty for backends other than the CPU).
-    """
-    backend = jax.default_backend() if backend is None else backend
-    return dict(_CPU_INFERENCE_OPTIONS) if backend == "cpu" else {}
-
 
 def _space_to_depth(x):
     """``[N, 2h, 2w, C]`` -> ``[N, h, w, 4C]``; channel ``(r, s, c)`` is pixel ``(2i + r, 2j + s)``
