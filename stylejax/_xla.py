@@ -6,7 +6,9 @@ convolutions (network inference at small batch, a training step of one network)
 then leave all but one core idle. With the fusion type below, dots stay on YNNPACK
 and convolutions go to XLA's Eigen kernels, which split every convolution over the
 intra-op thread pool. Results agree with the default compilation to float32
-rounding. Which programs gain is measured, not assumed (``docs/benchmarks.md``).
+rounding. Which programs gain is measured, not assumed (``docs/benchmarks.md``): MUNIT
+inference does (``stylejax dce``); training steps, whose many independent
+convolutions already keep the cores busy, are slower with it (SimSiam, MUNIT).
 """
 
 from __future__ import annotations

@@ -101,9 +101,6 @@ class Task(Protocol):
     Optional method ``export(cfg, state, out_dir, *, progress=True)``: write the
     shipped artefact of a finished run (e.g. safetensors + JSON) to ``out_dir``
     (``stylejax train TASK --export DIR``; called on process 0 only).
-
-    Optional method ``compiler_options(cfg, mesh) -> dict``: XLA compiler options for
-    the jitted step (e.g. :func:`stylejax._xla.cpu_convolution_options`).
     """
 
     name: str
@@ -219,20 +216,18 @@ def _all_finite(tree):
 
 
 @functools.lru_cache(maxsize=16)
-def jit_step(step_fn: Callable, mesh, compiler_options: tuple = ()) -> Callable:
+def jit_step(step_fn: Callable, mesh) -> Callable:
     """The compiled ``(state, batch, base_key, i) -> (state, metrics)`` that :func:`run`
     calls: ``step_fn(state, batch, jax.random.fold_in(base_key, i))`` with the state
     donated and state and metrics replicated over ``mesh``. Input shardings are the
     arguments' own: :func:`run` passes the key replicated over ``mesh`` and ``i`` as
-    ``np.int32`` (calls placed the same way share its compilation).
-    ``compiler_options``: XLA options as ``((name, value), ...)`` (hashable)."""
+    ``np.int32`` (calls placed the same way share its compilation)."""
     replicated = NamedSharding(mesh, P())
 
     def step(state, batch, base_key, i):
         return step_fn(state, batch, jax.random.fold_in(base_key, i))
 
-    return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0,),
-                   compiler_options=dict(compiler_options) or None)
+    return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0,))
 
 
 # --------------------------------------------------------------------- run folders
@@ -551,8 +546,7 @@ def run(task: Task, cfg: TrainConfig, workdir: str | None, *, steps: int | None 
 
     batch = task.batches(cfg, mesh, workdir)
     state = _private(task.init(cfg, mesh))
-    options = task.compiler_options(cfg, mesh) if hasattr(task, "compiler_options") else {}
-    step_fn = jit_step(task.step(cfg, mesh), mesh, tuple(sorted(options.items())))
+    step_fn = jit_step(task.step(cfg, mesh), mesh)
     # The base key replicated over the mesh (multi-host safe: each process fills its own
     # devices; jax.device_put cannot target other processes' devices).
     key = jax.random.wrap_key_data(replicate(np.asarray(jax.random.key_data(

@@ -45,7 +45,6 @@ from flax import nnx, struct
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from stylejax._xla import cpu_convolution_options
 from stylejax.models.simsiam import SimSiam, collapse_std, simsiam_loss
 from stylejax.train import loop, pairs, simsiam_configs
 from stylejax.train.loop import TrainingDiverged  # noqa: F401  (re-exported for callers)
@@ -245,11 +244,6 @@ class SimSiamTask:
 
     def step(self, cfg: Config, mesh) -> Callable:
         return make_train_step(cfg)
-
-    def compiler_options(self, cfg: Config, mesh) -> dict:
-        """On CPUs, convolutions on XLA's multi-threaded path (faster for this step:
-        ``experiments/benchmarks/simsiam_speed.py``, variant ``eigenconv``)."""
-        return cpu_convolution_options(mesh.devices.flat[0].platform)
 
     def export(self, cfg: Config, state: TrainState, out_dir: str, *, progress: bool = True):
         """Fit the style projection and save the model (float16) to ``out_dir``."""
