@@ -7,8 +7,9 @@ then leave all but one core idle. With the fusion type below, dots stay on YNNPA
 and convolutions go to XLA's Eigen kernels, which split every convolution over the
 intra-op thread pool. Results agree with the default compilation to float32
 rounding. Which programs gain is measured, not assumed (``docs/benchmarks.md``): MUNIT
-inference does (``stylejax dce``); training steps, whose many independent
-convolutions already keep the cores busy, are slower with it (SimSiam, MUNIT).
+inference (``stylejax dce``) and the tuning objective (LAP + StyleX and its gradient)
+do; training steps, whose many independent convolutions already keep the cores busy,
+are slower with it (SimSiam, MUNIT).
 """
 
 from __future__ import annotations
@@ -31,6 +32,36 @@ def _accepted() -> bool:
         return True
     except Exception:  # an XLA without the option: keep its defaults
         return False
+
+
+def jit(fn, **kwargs):
+    """``jax.jit(fn, **kwargs)`` compiled with :func:`cpu_convolution_options` for the
+    default backend, which is looked up at the first call (not at import, so that JAX's
+    platform can still be chosen after importing stylejax). Called inside another
+    ``jax.jit`` (where JAX refuses compiler options) it is a plain nested ``jax.jit``.
+
+    Returns:
+      a callable with ``fn``'s signature.
+    """
+    plain = jax.jit(fn, **kwargs)
+
+    @functools.lru_cache(maxsize=1)
+    def tuned():
+        options = cpu_convolution_options()
+        return jax.jit(fn, compiler_options=options, **kwargs) if options else plain
+
+    @functools.wraps(fn)
+    def call(*args, **kw):
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw))):
+            return plain(*args, **kw)
+        try:
+            return tuned()(*args, **kw)
+        except ValueError as err:  # traced with only constants: still a nested jit
+            if "top-level" not in str(err):
+                raise
+            return plain(*args, **kw)
+
+    return call
 
 
 def cpu_convolution_options(backend: str | None = None) -> dict:

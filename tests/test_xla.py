@@ -39,3 +39,16 @@ def test_options_move_convolutions_off_ynnpack_and_keep_results():
     assert _ynn_convolutions(tuned.lower(x, w).compile().as_text()) == 0
     for a, b in zip(tuned(x, w), default(x, w)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_jit_works_at_top_level_nested_and_under_grad():
+    def f(x):
+        return jnp.sin(x) * 2.0
+
+    tuned = _xla.jit(f)
+    x = jnp.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(tuned(x), 2 * np.sin(np.asarray(x)), rtol=1e-6)
+    # inside another jit (JAX refuses compiler options there), with a tracer or a constant
+    np.testing.assert_allclose(jax.jit(lambda y: tuned(y) + 1.0)(x), 2 * np.sin(x) + 1, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda: tuned(x))(), 2 * np.sin(x), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda y: tuned(y).sum())(x), 2 * np.cos(x), rtol=1e-6)

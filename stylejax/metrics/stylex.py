@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from stylejax import _checks
+from stylejax import _checks, _xla
 from stylejax.models.simsiam import StyleEncoder, cosine_similarity
 
 MODEL_FILE = "stylex.json"
@@ -412,7 +412,7 @@ def _embed_impl(graphdef, embed_size, tile_size, state, projection, images):
     return z
 
 
-_embed = jax.jit(_embed_impl, static_argnums=(0, 1, 2))
+_embed = _xla.jit(_embed_impl, static_argnums=(0, 1, 2))
 
 
 #: Largest ``stylex.json`` :func:`load` reads (bytes).

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from stylejax import _xla
 from stylejax.pipeline import lap as _lap
 from stylejax.pipeline import registry
 from stylejax.pipeline.tunable import LAP, Pipeline, apply_normalized
@@ -104,15 +105,15 @@ def distances(pipeline, embed, model_arg, xs, target, p):
     return cosine_distance(mean_embeddings(pipeline, embed, model_arg, xs, p), target)
 
 
-_distances_jit = jax.jit(distances, static_argnums=(0, 1))
-_mean_embeddings_jit = jax.jit(mean_embeddings, static_argnums=(0, 1))
+_distances_jit = _xla.jit(distances, static_argnums=(0, 1))
+_mean_embeddings_jit = _xla.jit(mean_embeddings, static_argnums=(0, 1))
 
 
 def _embed_call(embed, model_arg, images):
     return embed(model_arg, images)
 
 
-_embed_jit = jax.jit(_embed_call, static_argnums=0)
+_embed_jit = _xla.jit(_embed_call, static_argnums=0)
 
 
 def _value_and_grad(pipeline, embed, model_arg, xs, target, p):
@@ -120,7 +121,7 @@ def _value_and_grad(pipeline, embed, model_arg, xs, target, p):
                                                   q[None])[0])(p)
 
 
-_value_and_grad_jit = jax.jit(_value_and_grad, static_argnums=(0, 1))
+_value_and_grad_jit = _xla.jit(_value_and_grad, static_argnums=(0, 1))
 
 
 def _values_and_grads(pipeline, embed, model_arg, xs, target, p):
@@ -134,7 +135,7 @@ def _values_and_grads(pipeline, embed, model_arg, xs, target, p):
     return d, g
 
 
-_values_and_grads_jit = jax.jit(_values_and_grads, static_argnums=(0, 1))
+_values_and_grads_jit = _xla.jit(_values_and_grads, static_argnums=(0, 1))
 
 
 def resolve_pipeline(pipeline, image_shape) -> Pipeline:
