@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import io
 import json
 import math
@@ -322,10 +323,13 @@ def restore_verified(manager, abstract_state, workdir: str, step: int | None = N
     where = join(workdir, CHECKPOINT_DIR)
     bad = []
     for s in steps:
+        problem = None
         try:
             state = restore(manager, abstract_state, s)
         except Exception as err:  # orbax/tensorstore errors of a damaged checkpoint
             problem = f"it cannot be read ({type(err).__name__}: {str(err)[:200]})"
+        if problem is not None:
+            _collect_abandoned_coroutines()
         else:
             want = digests.get(str(s))
             if want is None or state_digest(state) == want:
@@ -339,6 +343,16 @@ def restore_verified(manager, abstract_state, workdir: str, step: int | None = N
                       + ("trying the previous one" if s != steps[-1] else "none left"),
                       RuntimeWarning, stacklevel=2)
     raise ValueError(f"no usable checkpoint in {where} (damaged: {bad})")
+
+
+def _collect_abandoned_coroutines():
+    """A failed orbax restore can leave an un-awaited coroutine behind, which Python
+    reports with a ``RuntimeWarning`` whenever the garbage collector happens to free
+    it; free it here, silently."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="coroutine .* was never awaited",
+                                category=RuntimeWarning)
+        gc.collect()
 
 
 def is_run(workdir: str) -> bool:
