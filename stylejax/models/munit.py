@@ -40,7 +40,7 @@ from stylejax.models.adaconv import AdaConv, AdaIN, adaptive_avg_pool, instance_
 from stylejax.models.convlstm import BiConvLSTM
 
 __all__ = ["MODULATIONS", "ContentEncoder", "StyleEncoder", "Decoder", "Generator", "MUNIT",
-           "upsample_conv", "conv_one_in", "conv_one_out"]
+           "upsample_conv", "conv_one_in", "conv_one_out", "conv_stride2"]
 
 MODULATIONS = ("adaconv", "adain")
 
@@ -122,9 +122,95 @@ conv_one_out.defvjp(lambda xp, kernel: (_one_out_shifts(xp, kernel), (xp, kernel
                     _xla_conv_vjp)
 
 
+def _depth_to_space(z, c):
+    """Inverse of :func:`_space_to_depth`: ``[N, h, w, 4C]`` -> ``[N, 2h, 2w, C]``."""
+    n, h, w, _ = z.shape
+    return z.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
+
+
+_EIGEN_KERNEL_GRAD_CHANNELS = 16
+
+
+def _kernel_grad_valid(x, g, kernel_shape):
+    """Kernel gradient of the 'VALID' stride-1 convolution of ``x`` for output gradients ``g``,
+    computed in chunks of at most 16 output channels: XLA's CPU backend hands convolutions
+    with more than 16 input or output features to single-threaded YNNPACK fusions, whose
+    kernel-gradient convolutions (a large window, a small output) ran several times slower
+    than the multi-threaded Eigen path the chunks take."""
+    step = _EIGEN_KERNEL_GRAD_CHANNELS
+    outs = []
+    for a in range(0, g.shape[-1], step):
+        gs = g[..., a:a + step]
+        zeros = jnp.zeros(tuple(kernel_shape[:3]) + (gs.shape[-1],), x.dtype)
+        outs.append(jax.vjp(lambda k: _conv_valid(x, k), zeros)[1](gs)[0])
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
+
+
+def _stride2_phase_kernel(kernel):
+    """``[K, K, C, O]`` -> ``[K/2, K/2, 4C, O]``: tap ``(2u + r, 2v + s)`` at ``(u, v)``,
+    channel ``(r, s, c)`` (the space-to-depth order)."""
+    k, _, c, o = kernel.shape
+    q = k // 2
+    return kernel.reshape(q, 2, q, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(q, q, 4 * c, o)
+
+
+def _conv_stride2(xp, kernel):
+    return jax.lax.conv_general_dilated(xp, kernel, (2, 2), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_stride2_bwd(res, g):
+    xp, kernel = res
+    k, _, c, o = kernel.shape
+    q = k // 2
+    phases = _stride2_phase_kernel(kernel)
+    # Input gradient: the full correlation of the output gradient with the phase kernel,
+    # flipped in space and transposed (O -> 4C), then depth-to-space.
+    flipped = jnp.swapaxes(phases[::-1, ::-1], 2, 3)
+    gp = jnp.pad(g, ((0, 0), (q - 1, q - 1), (q - 1, q - 1), (0, 0)))
+    dxp = _depth_to_space(_conv_valid(gp, flipped), c)
+    dphases = _kernel_grad_valid(_space_to_depth(xp), g, phases.shape)
+    dkernel = dphases.reshape(q, q, 2, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(k, k, c, o)
+    return dxp, dkernel
+
+
+@jax.custom_vjp
+def conv_stride2(xp: jax.Array, kernel: jax.Array) -> jax.Array:
+    """'VALID' stride-2 convolution with an even kernel on an even-sized input,
+    ``[N, Hp, Wp, C]`` with ``[K, K, C, O]`` -> ``[N, (Hp - K) / 2 + 1, (Wp - K) / 2 + 1, O]``.
+
+    The forward pass is XLA's. The gradients use the space-to-depth form, in which the
+    convolution is a ``K/2 x K/2`` stride-1 convolution of the ``[N, Hp/2, Wp/2, 4C]`` input
+    with the tap-regrouped kernel: the input gradient is one stride-1 convolution of the
+    padded output gradient followed by depth-to-space (XLA's own input gradient convolves a
+    zero-dilated output gradient, several times the work), the kernel gradient that form's
+    kernel gradient (:func:`_kernel_grad_valid`) regrouped back.
+    """
+    _check_stride2(xp, kernel)
+    return _conv_stride2(xp, kernel)
+
+
+def _check_stride2(xp, kernel):
+    hp, wp = xp.shape[1:3]
+    k = kernel.shape[0]
+    if k % 2 or kernel.shape[1] != k or hp % 2 or wp % 2 or min(hp, wp) < k:
+        raise ValueError(f"conv_stride2 needs an even square kernel and an even-sized input "
+                         f"at least as large (got kernel {tuple(kernel.shape)}, input "
+                         f"{hp}x{wp})")
+
+
+def _conv_stride2_fwd(xp, kernel):
+    _check_stride2(xp, kernel)
+    return _conv_stride2(xp, kernel), (xp, kernel)
+
+
+conv_stride2.defvjp(_conv_stride2_fwd, _conv_stride2_bwd)
+
+
 class _Conv(nnx.Module):
     """Conv with explicit reflect padding ``k // 2`` (or ``pad``), optional stride; one input
-    or output channel (stride 1) through :func:`conv_one_in` / :func:`conv_one_out`."""
+    or output channel (stride 1) through :func:`conv_one_in` / :func:`conv_one_out`, even
+    kernels with stride 2 through :func:`conv_stride2`."""
 
     def __init__(self, cin, cout, k, stride=1, pad=None, *, rngs):
         self.pad = k // 2 if pad is None else pad
@@ -140,6 +226,9 @@ class _Conv(nnx.Module):
             return conv_one_in(x, kernel.astype(x.dtype)) + self.conv.bias[...]
         if self.conv.strides == (1, 1) and kernel.shape[0] > 1 and kernel.shape[3] == 1:
             return conv_one_out(x, kernel.astype(x.dtype)) + self.conv.bias[...]
+        if (self.conv.strides == (2, 2) and kernel.shape[0] % 2 == 0 and x.shape[1] % 2 == 0
+                and x.shape[2] % 2 == 0):
+            return conv_stride2(x, kernel.astype(x.dtype)) + self.conv.bias[...]
         return self.conv(x)
 
 
@@ -349,6 +438,20 @@ class Decoder(nnx.Module):
         return 0.5 * (jnp.tanh(self.out(x)[..., 0]) + 1.0)
 
 
+def _in_halves(fn, *xs):
+    """``fn(*xs)`` computed on the two halves of the batch axis and concatenated; for
+    networks that treat samples independently (every layer here is per sample) the result
+    is the same. On the CPU this gives XLA's runtime two independent chains of
+    convolutions, which it can run on two cores: it starts a second worker only for
+    enough independent work, and runs each convolution it gives to YNNPACK on one
+    thread."""
+    n = xs[0].shape[0]
+    if n < 2:
+        return fn(*xs)
+    half = (n + 1) // 2
+    return jnp.concatenate([fn(*(x[:half] for x in xs)), fn(*(x[half:] for x in xs))], axis=0)
+
+
 class Generator(nnx.Module):
     """Autoencoder of one domain: content encoder (+ BiConvLSTM over time), style encoder,
     decoder.
@@ -416,7 +519,7 @@ class Generator(nnx.Module):
         """``[B, T, H, W]`` -> content codes ``[B, T, h, w, C]`` (after the ConvLSTM)."""
         x = self.check_series(series)
         b, t, h, w = x.shape
-        c = self.content_encoder(x.reshape(b * t, h, w, 1))
+        c = _in_halves(self.content_encoder, x.reshape(b * t, h, w, 1))
         c = c.reshape((b, t) + c.shape[1:])
         return self.lstm(c) if self.lstm is not None else c
 
@@ -424,7 +527,7 @@ class Generator(nnx.Module):
         """``[B, T, H, W]`` -> style codes ``[B, T, k, k, S]``, one per frame."""
         x = self.check_series(series)
         b, t, h, w = x.shape
-        s = self.style_encoder(x.reshape(b * t, h, w, 1))
+        s = _in_halves(self.style_encoder, x.reshape(b * t, h, w, 1))
         return s.reshape((b, t) + s.shape[1:])
 
     def encode(self, series) -> tuple[jax.Array, jax.Array]:
@@ -442,8 +545,8 @@ class Generator(nnx.Module):
         if style.ndim != 5 or style.shape[:2] != (b, t):
             raise ValueError(f"style must be [B, T, k, k, S] or [B, k, k, S] matching content "
                              f"[{b}, {t}, ...] (got {tuple(style.shape)})")
-        y = self.decoder(content.reshape((b * t,) + content.shape[2:]),
-                         style.reshape((b * t,) + style.shape[2:]))
+        y = _in_halves(self.decoder, content.reshape((b * t,) + content.shape[2:]),
+                       style.reshape((b * t,) + style.shape[2:]))
         return y.reshape((b, t) + y.shape[1:])
 
     def __call__(self, series) -> jax.Array:

@@ -8,7 +8,8 @@ from flax import nnx
 
 from stylejax._xla import cpu_convolution_options
 from stylejax.models.discriminator import MultiScaleDiscriminator, avg_pool_3x3_s2
-from stylejax.models.munit import MUNIT, Generator, conv_one_in, conv_one_out, upsample_conv
+from stylejax.models.munit import (MUNIT, Generator, conv_one_in, conv_one_out, conv_stride2,
+                                   upsample_conv)
 
 TINY = dict(dim=4, n_down=2, n_res=1, style_dim=4, n_style_down=2, mlp_dim=8)
 
@@ -171,6 +172,59 @@ def test_one_channel_conv_forms_equal_lax_with_gradients():
         np.testing.assert_allclose(y1, y2, atol=1e-4)
         for a, b in zip(d1, d2):
             np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_stride2_conv_gradients_equal_lax():
+    """conv_stride2 (4x4 with 20 output channels: two kernel-gradient chunks; 2x2 on a
+    rectangular input; 6x6): values and both gradients against XLA's strided convolution."""
+    rng = np.random.default_rng(6)
+
+    def arr(*shape):
+        return jnp.asarray(rng.normal(size=shape).astype(np.float32))
+
+    def lax_s2(x, k):
+        return jax.lax.conv_general_dilated(x, k, (2, 2), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    inputs = [(arr(2, 10, 12, 3), arr(4, 4, 3, 20)), (arr(1, 8, 6, 1), arr(2, 2, 1, 5)),
+              (arr(2, 14, 10, 4), arr(6, 6, 4, 3))]
+
+    @jax.jit
+    def run(inputs):
+        out = []
+        for x, k in inputs:
+            (y1, vjp1), (y2, vjp2) = jax.vjp(conv_stride2, x, k), jax.vjp(lax_s2, x, k)
+            g = jnp.cos(jnp.arange(y2.size, dtype=jnp.float32)).reshape(y2.shape)
+            out.append((y1, y2, vjp1(g), vjp2(g)))
+        return out
+
+    for y1, y2, d1, d2 in run(inputs):
+        assert y1.shape == y2.shape
+        np.testing.assert_allclose(y1, y2, atol=1e-5)
+        for a, b in zip(d1, d2):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="even"):
+        conv_stride2(arr(1, 9, 8, 1), arr(4, 4, 1, 2))
+    with pytest.raises(ValueError, match="even"):
+        conv_stride2(arr(1, 8, 8, 1), arr(3, 3, 1, 2))
+
+
+def test_generator_halves_equal_whole_batch_networks(munit, ablation, series):
+    """encode/decode run their networks on two halves of the frames (6 frames here); the
+    result equals the networks applied to all frames at once (every layer is per sample)."""
+    b, t, h, w = series.shape
+    frames = series.reshape(b * t, h, w, 1)
+    for g in (munit.ce, ablation):
+        style = g.style_encoder(frames)
+        np.testing.assert_allclose(g.encode_style(series).reshape(style.shape), style, atol=1e-5)
+        content = g.content_encoder(frames)
+        whole = g.decoder(content, style)
+        halves = g.decode(content.reshape((b, t) + content.shape[1:]),
+                          style.reshape((b, t) + style.shape[1:]))
+        np.testing.assert_allclose(halves.reshape(whole.shape), whole, atol=1e-5)
+    np.testing.assert_allclose(ablation.encode_content(series).reshape(content.shape),
+                               ablation.content_encoder(frames), atol=1e-5)
 
 
 def test_discriminator_scales_and_pooling():
