@@ -67,10 +67,28 @@ Levers tried for the XLA CPU side (same results to float32 rounding), kept only 
   ms, decoder 346 -> 378 ms, one core; in the step's profile the per-tap kernel
   gradients became transposed copies of the tap slices that cost more than the
   convolutions they replaced, and neighbouring fusions grew). Inference gained ~3 %.
-  Not kept.
+  Not kept;
+* the 4x4 stride-2 convolutions with XLA's forward pass and space-to-depth gradients
+  (``stylejax.models.munit.conv_stride2``): the input gradient as one stride-1
+  convolution of the padded output gradient + depth-to-space, the kernel gradient as the
+  stride-1 kernel gradient on the space-to-depth input in chunks of 16 output channels
+  (XLA sends convolutions with at most 16 input and output features to Eigen, which
+  splits them over the threads, instead of single-threaded YNNPACK): first layer alone,
+  input gradient 15-19 -> 2.5 ms, kernel gradient 12-16 -> 4.6 ms (2 threads; PyTorch 3.1
+  and 2.1 ms); kept;
+* the generators' encoders and decoder over two halves of the frames (exact: every layer
+  is per sample). XLA's CPU runtime moves ready work to a second thread only when more
+  than 8 operations are ready (``ExecuteSession::kSplitThreshold``) and runs YNNPACK
+  convolutions on the calling thread, so independent convolutions of the two domains
+  often ran one after another on one core; kept. With the previous item: step 1.96-2.08 ->
+  1.84-1.89 s in interleaved runs. Three parts: the same; five parts, the ConvLSTM's
+  input convolution in halves, the discriminator in the stride-2 form or in halves, and
+  chunked kernel gradients for the stride-1 and up-sampling convolutions: no gain;
+* XLA's oneDNN convolutions (``xla_cpu_experimental_onednn_custom_call``): not built into
+  the jaxlib wheel (needs ``ENABLE_ONEDNN_ASYNC``), the flag changes nothing.
 
-What remains for the training step is XLA's per-core speed against oneDNN on the
-encoders' and decoder's backward passes. On a contended machine PyTorch's OpenMP threads
+What remains for the training step is XLA's per-core speed against oneDNN and its
+runtime's use of the second core (about 1.5 of 2 cores busy in a profile of the step). On a contended machine PyTorch's OpenMP threads
 lose far more than XLA does, so the 2-thread ratio swings with the load; ``--fifo``
 (timed loops at real-time priority, for a machine whose other jobs are niced) or
 ``--threads 1 --pin 0`` give steadier numbers.
