@@ -141,37 +141,44 @@ def test_upsample_conv_equals_upsampling_then_reflect_padded_conv(k, size):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def _lax_conv(x, k):
-    return jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
+def _lax_conv(x, k, stride=1):
+    return jax.lax.conv_general_dilated(x, k, (stride, stride), "VALID",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _assert_same_values_and_gradients(cases):
+    """``cases``: ``(fn, reference, x, k)``; both outputs and both gradients (for one fixed
+    output cotangent) agree, in one jitted program."""
+
+    @jax.jit
+    def run(inputs):
+        out = []
+        for (fn, ref, _, _), (x, k) in zip(cases, inputs):
+            (y1, vjp1), (y2, vjp2) = jax.vjp(fn, x, k), jax.vjp(ref, x, k)
+            g = jnp.cos(jnp.arange(y2.size, dtype=jnp.float32)).reshape(y2.shape)
+            out.append((y1, y2, vjp1(g), vjp2(g)))
+        return out
+
+    for y1, y2, d1, d2 in run([(x, k) for _, _, x, k in cases]):
+        assert y1.shape == y2.shape
+        np.testing.assert_allclose(y1, y2, atol=1e-4)
+        for a, b in zip(d1, d2):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def _normal(rng, *shape):
+    return jnp.asarray(rng.normal(size=shape).astype(np.float32))
 
 
 def test_one_channel_conv_forms_equal_lax_with_gradients():
     """conv_one_in (odd and even output sizes, rectangular) and conv_one_out: values and
     both gradients against XLA's direct convolution."""
     rng = np.random.default_rng(5)
-
-    def arr(*shape):
-        return jnp.asarray(rng.normal(size=shape).astype(np.float32))
-
-    fns = (conv_one_in, conv_one_in, conv_one_out)
-    inputs = [(arr(2, 13, 10, 1), arr(7, 7, 1, 6)), (arr(1, 9, 12, 1), arr(3, 3, 1, 4)),
-              (arr(2, 12, 11, 5), arr(7, 7, 5, 1))]
-
-    @jax.jit
-    def run(inputs):
-        out = []
-        for fn, (x, k) in zip(fns, inputs):
-            (y1, vjp1), (y2, vjp2) = jax.vjp(fn, x, k), jax.vjp(_lax_conv, x, k)
-            g = jnp.cos(jnp.arange(y2.size, dtype=jnp.float32)).reshape(y2.shape)
-            out.append((y1, y2, vjp1(g), vjp2(g)))
-        return out
-
-    for y1, y2, d1, d2 in run(inputs):
-        assert y1.shape == y2.shape
-        np.testing.assert_allclose(y1, y2, atol=1e-4)
-        for a, b in zip(d1, d2):
-            np.testing.assert_allclose(a, b, atol=1e-4)
+    _assert_same_values_and_gradients([
+        (conv_one_in, _lax_conv, _normal(rng, 2, 13, 10, 1), _normal(rng, 7, 7, 1, 6)),
+        (conv_one_in, _lax_conv, _normal(rng, 1, 9, 12, 1), _normal(rng, 3, 3, 1, 4)),
+        (conv_one_out, _lax_conv, _normal(rng, 2, 12, 11, 5), _normal(rng, 7, 7, 5, 1))])
 
 
 def test_stride2_conv_gradients_equal_lax():
@@ -179,35 +186,17 @@ def test_stride2_conv_gradients_equal_lax():
     rectangular input; 6x6): values and both gradients against XLA's strided convolution."""
     rng = np.random.default_rng(6)
 
-    def arr(*shape):
-        return jnp.asarray(rng.normal(size=shape).astype(np.float32))
-
     def lax_s2(x, k):
-        return jax.lax.conv_general_dilated(x, k, (2, 2), "VALID",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return _lax_conv(x, k, 2)
 
-    inputs = [(arr(2, 10, 12, 3), arr(4, 4, 3, 20)), (arr(1, 8, 6, 1), arr(2, 2, 1, 5)),
-              (arr(2, 14, 10, 4), arr(6, 6, 4, 3))]
-
-    @jax.jit
-    def run(inputs):
-        out = []
-        for x, k in inputs:
-            (y1, vjp1), (y2, vjp2) = jax.vjp(conv_stride2, x, k), jax.vjp(lax_s2, x, k)
-            g = jnp.cos(jnp.arange(y2.size, dtype=jnp.float32)).reshape(y2.shape)
-            out.append((y1, y2, vjp1(g), vjp2(g)))
-        return out
-
-    for y1, y2, d1, d2 in run(inputs):
-        assert y1.shape == y2.shape
-        np.testing.assert_allclose(y1, y2, atol=1e-5)
-        for a, b in zip(d1, d2):
-            assert a.shape == b.shape
-            np.testing.assert_allclose(a, b, atol=1e-4)
+    _assert_same_values_and_gradients([
+        (conv_stride2, lax_s2, _normal(rng, 2, 10, 12, 3), _normal(rng, 4, 4, 3, 20)),
+        (conv_stride2, lax_s2, _normal(rng, 1, 8, 6, 1), _normal(rng, 2, 2, 1, 5)),
+        (conv_stride2, lax_s2, _normal(rng, 2, 14, 10, 4), _normal(rng, 6, 6, 4, 3))])
     with pytest.raises(ValueError, match="even"):
-        conv_stride2(arr(1, 9, 8, 1), arr(4, 4, 1, 2))
+        conv_stride2(_normal(rng, 1, 9, 8, 1), _normal(rng, 4, 4, 1, 2))
     with pytest.raises(ValueError, match="even"):
-        conv_stride2(arr(1, 8, 8, 1), arr(3, 3, 1, 2))
+        conv_stride2(_normal(rng, 1, 8, 8, 1), _normal(rng, 3, 3, 1, 2))
 
 
 def test_generator_halves_equal_whole_batch_networks(munit, ablation, series):
