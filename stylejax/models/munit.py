@@ -261,7 +261,8 @@ def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     phases ``(a, b)`` are one ``(2R+1) x (2R+1)`` convolution of the low-resolution input
     with ``4 C_out`` outputs (kernel taps summed per phase), then depth-to-space. The
     ``K // 2`` output rows and columns at each border, whose windows reach into the
-    reflected padding, are recomputed directly from the up-sampled image. Exact; on XLA's
+    reflected padding, are recomputed directly from the up-sampled image of the outer
+    ``K // 2`` input rows and columns. Exact; on XLA's
     CPU backend about 10x faster in the forward pass than the direct 5x5 convolution
     (whose narrow outputs run slowly there) and 3x faster forward + backward.
 
@@ -285,12 +286,17 @@ def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     y = z.reshape(n, h, w, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o)
     if p == 0:
         return y
-    up = jnp.pad(_upsample2(x), ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-    h2, w2 = 2 * h, 2 * w
-    y = y.at[:, :p].set(_conv_valid(up[:, :3 * p], kernel))
-    y = y.at[:, h2 - p:].set(_conv_valid(up[:, h2 - p:], kernel))
-    y = y.at[:, :, :p].set(_conv_valid(up[:, :, :3 * p], kernel))
-    return y.at[:, :, w2 - p:].set(_conv_valid(up[:, :, w2 - p:], kernel))
+
+    def strip(part, pads):
+        # The border windows of the reflect-padded up-sampled image read only the up-sampled
+        # image of the outer p input rows (columns) and their reflection.
+        return _conv_valid(jnp.pad(_upsample2(part), ((0, 0),) + pads + ((0, 0),),
+                                   mode="reflect"), kernel)
+
+    y = y.at[:, :p].set(strip(x[:, :p], ((p, 0), (p, p))))
+    y = y.at[:, 2 * h - p:].set(strip(x[:, h - p:], ((0, p), (p, p))))
+    y = y.at[:, :, :p].set(strip(x[:, :, :p], ((p, p), (p, 0))))
+    return y.at[:, :, 2 * w - p:].set(strip(x[:, :, w - p:], ((p, p), (0, p))))
 
 
 class _UpConv(nnx.Module):

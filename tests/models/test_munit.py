@@ -116,7 +116,7 @@ def test_gradients_reach_adaconv_and_convlstm(series):
         assert norms and max(norms) > 0, part
 
 
-@pytest.mark.parametrize("k, size", [(5, (5, 6)), (3, (4, 4))])
+@pytest.mark.parametrize("k, size", [(5, (5, 6)), (3, (4, 4)), (7, (6, 5))])
 def test_upsample_conv_equals_upsampling_then_reflect_padded_conv(k, size):
     rng = np.random.default_rng(k)
     x = jnp.asarray(rng.normal(size=(2,) + size + (3,)).astype(np.float32))
