@@ -84,6 +84,9 @@ Levers tried for the XLA CPU side (same results to float32 rounding), kept only 
   1.84-1.89 s in interleaved runs. Three parts: the same; five parts, the ConvLSTM's
   input convolution in halves, the discriminator in the stride-2 form or in halves, and
   chunked kernel gradients for the stride-1 and up-sampling convolutions: no gain;
+* ``upsample_conv``'s border rows and columns from the up-sampled outer ``K // 2`` input
+  rows and columns instead of the whole reflect-padded up-sampled image: kept (step
+  1.82-1.94 -> 1.75-1.86 s in interleaved runs);
 * XLA's oneDNN convolutions (``xla_cpu_experimental_onednn_custom_call``): not built into
   the jaxlib wheel (needs ``ENABLE_ONEDNN_ASYNC``), the flag changes nothing.
 
