@@ -52,6 +52,12 @@ def _space_to_depth(x):
     return x.reshape(n, h // 2, w // 2, 4 * c)
 
 
+def _depth_to_space(z, c):
+    """Inverse of :func:`_space_to_depth`: ``[N, h, w, 4C]`` -> ``[N, 2h, 2w, C]``."""
+    n, h, w, _ = z.shape
+    return z.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
+
+
 def _tap_matrix(k: int) -> np.ndarray:
     """``M[a, u, r, d] = 1`` where output phase ``a`` at tap ``d`` reads the space-to-depth
     input at offset ``u``, phase ``r``: ``2u + r = a + d``."""
@@ -63,16 +69,14 @@ def _tap_matrix(k: int) -> np.ndarray:
 
 
 def _one_in_phase(xp, kernel):
-    n, hp, wp, _ = xp.shape
+    hp, wp = xp.shape[1:3]
     k, o = kernel.shape[0], kernel.shape[-1]
     h, w, u = hp - k + 1, wp - k + 1, k // 2 + 1
     rows, cols = -(-h // 2), -(-w // 2)
     xp = jnp.pad(xp, ((0, 0), (0, 2 * (rows + u - 1) - hp), (0, 2 * (cols + u - 1) - wp), (0, 0)))
     m = jnp.asarray(_tap_matrix(k), kernel.dtype)
     phases = jnp.einsum("aurd,bvse,deo->uvrsabo", m, m, kernel[:, :, 0]).reshape(u, u, 4, 4 * o)
-    z = _conv_valid(_space_to_depth(xp), phases)
-    y = z.reshape(n, rows, cols, 2, 2, o).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(n, 2 * rows, 2 * cols, o)[:, :h, :w]
+    return _depth_to_space(_conv_valid(_space_to_depth(xp), phases), o)[:, :h, :w]
 
 
 def _one_out_shifts(xp, kernel):
@@ -120,12 +124,6 @@ def conv_one_out(xp: jax.Array, kernel: jax.Array) -> jax.Array:
 
 conv_one_out.defvjp(lambda xp, kernel: (_one_out_shifts(xp, kernel), (xp, kernel)),
                     _xla_conv_vjp)
-
-
-def _depth_to_space(z, c):
-    """Inverse of :func:`_space_to_depth`: ``[N, h, w, 4C]`` -> ``[N, 2h, 2w, C]``."""
-    n, h, w, _ = z.shape
-    return z.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
 
 
 _EIGEN_KERNEL_GRAD_CHANNELS = 16
@@ -272,7 +270,7 @@ def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Returns:
       ``[N, 2H, 2W, O]``.
     """
-    n, h, w, c = x.shape
+    h, w, c = x.shape[1:]
     k, o = kernel.shape[0], kernel.shape[-1]
     p = k // 2
     if kernel.shape[:3] != (k, k, c) or k % 2 == 0 or 3 * p > 2 * min(h, w):
@@ -283,7 +281,7 @@ def upsample_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     size = m.shape[1]
     phases = jnp.einsum("ard,bse,deco->rscabo", m, m, kernel).reshape(size, size, c, 4 * o)
     z = _conv_valid(jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge"), phases)
-    y = z.reshape(n, h, w, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, o)
+    y = _depth_to_space(z, o)
     if p == 0:
         return y
 
