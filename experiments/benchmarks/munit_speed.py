@@ -33,7 +33,8 @@ JAX variants:
   ynn_inference  the translation jitted with XLA's defaults (what the options buy)
   no_donate      the step jitted without buffer donation (what donation buys)
 
-Levers tried for the XLA CPU side (same results to float32 rounding), kept only what helped:
+Levers tried for the XLA CPU side (same results to float32 rounding), kept only what helped
+(per-lever figures from interleaved pilot runs outside this script):
 
 * the decoder's nearest-2x up-sampling + reflect-padded 5x5 convolution computed as one
   3x3 convolution of the low-resolution input with 4x the outputs (one per output phase)
